@@ -1,0 +1,208 @@
+"""Insertion/deletion throughput: a reference-style loop against utils.metrics.causal_metric (fp32 channels_last,
+bf16 autocast), measured in the same run on a random-init timm model (nothing is downloaded).
+
+    python bench/bench_metrics.py --model resnet50 --imsize 224 --images 4 --protocol reference
+
+Baseline = what the reference's CausalMetric.evaluate does: for each step, copy the next pixels into the
+running image batch, one fp32 NCHW forward of all images under no_grad, softmax, scores moved to the CPU.
+Methods run interleaved, ``--repeats`` times, best time kept (the machine is shared and timings are noisy).
+Writes a JSON report atomically (temporary file + rename).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from utils.metrics import _pixel_rank, blur, causal_metric, get_protocol, prepare_saliency  # noqa: E402
+
+
+class PeakMemory:
+    """Peak memory above the level at entry: CUDA allocator stats on GPU, RSS sampled every 2 ms on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak_mb = device, 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # not Linux: the process high-water mark is the best available
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self._peak = max(self._peak, self._rss())
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+        else:
+            self._start = self._peak = self._rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self._start) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = (max(self._peak, self._rss()) - self._start) / 2**20
+
+
+def baseline_curves(model: torch.nn.Module, images: torch.Tensor, saliency: torch.Tensor, targets: torch.Tensor,
+                    mode: str, pps: int, kernel: int, sigma: float) -> torch.Tensor:
+    """Reference-style loop (engine/evaluation.py): per step one fp32 NCHW forward, scores gathered on the CPU.
+    Same pixel order as ours (stable sort), so curves must agree to rounding."""
+    n, c, h, w = images.shape
+    order = _pixel_rank(prepare_saliency(saliency, (h, w), n, images.device), True).argsort(1)
+    steps = math.ceil(h * w / pps)
+    if mode == "deletion":
+        start, finish = images.clone(), torch.zeros_like(images)
+    else:
+        start, finish = blur(images, kernel, sigma), images.clone()
+    start, finish = start.flatten(2), finish.flatten(2)
+    rows = torch.arange(n, device=images.device)[:, None]
+    scores = torch.zeros(steps + 1, n)
+    with torch.no_grad():
+        for i in range(steps + 1):
+            probs = model(start.view(n, c, h, w)).softmax(-1).cpu()
+            scores[i] = probs[torch.arange(n), targets.cpu()]
+            coords = order[:, pps * i:pps * (i + 1)]
+            start[rows, :, coords] = finish[rows, :, coords]
+    return scores.T
+
+
+def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.Tensor, float, float]:
+    with PeakMemory(device) as mem:
+        begin = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - begin
+    return out, seconds, mem.peak_mb
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet50", help="timm architecture (random init)")
+    parser.add_argument("--imsize", type=int, default=224)
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=32, help="max images x steps per forward (ours)")
+    parser.add_argument("--protocol", default="reference", choices=["reference", "rise"])
+    parser.add_argument("--pixels-per-step", type=int, default=None, help="override the protocol's step")
+    parser.add_argument("--mode", default="deletion", choices=["deletion", "insertion"])
+    parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "none"])
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats after a warm-up round; best kept")
+    parser.add_argument("--logit-scale", type=float, default=100.0,
+                        help="scale the random classifier so the softmax is not uniform (p ~ 1e-3 makes every "
+                             "curve difference look negligible)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/metrics.json"))
+    args = parser.parse_args(argv)
+
+    import timm
+
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = timm.create_model(args.model, pretrained=False).eval().to(device)
+    with torch.no_grad():
+        for p in model.get_classifier().parameters():
+            p.mul_(args.logit_scale)
+    # ours runs the same weights converted to channels_last; the baseline keeps the plain NCHW model
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    images = torch.randn(args.images, 3, args.imsize, args.imsize, device=device)
+    saliency = torch.rand(args.images, 7, 7, device=device)
+    with torch.no_grad():
+        targets = model(images).argmax(1)   # predicted class, so curves start from a confident score
+    proto = get_protocol(args.protocol)
+    pps = args.pixels_per_step or proto.step_pixels(args.imsize, args.imsize)
+    image_steps = args.images * (math.ceil(args.imsize ** 2 / pps) + 1)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[args.amp]
+
+    def ours(amp_dtype: torch.dtype | None) -> Callable[[], torch.Tensor]:
+        return lambda: causal_metric(model_cl, images, saliency, targets, args.mode, pps, batch_size=args.batch,
+                                     protocol=proto, amp_dtype=amp_dtype, channels_last=True)
+
+    methods = {"baseline": lambda: baseline_curves(model, images, saliency, targets, args.mode, pps,
+                                                   proto.blur_kernel, proto.blur_sigma),
+               "ours_fp32": ours(None)}
+    if amp is not None:
+        methods[f"ours_{args.amp}"] = ours(amp)
+
+    results: dict[str, dict] = {}
+    curves: dict[str, torch.Tensor] = {}
+    # round 0 is a warm-up: one-off kernel / primitive creation must not be billed to whichever method runs first
+    for round_ in range(args.repeats + 1):
+        for name, fn in methods.items():
+            curve, seconds, peak = timed(fn, device)
+            if round_ == 0:
+                continue
+            best = results.setdefault(name, {"seconds": math.inf, "peak_memory_mb": 0.0})
+            best["seconds"] = min(best["seconds"], seconds)
+            best["peak_memory_mb"] = max(best["peak_memory_mb"], peak)
+            curves[name] = curve
+    for name, r in results.items():
+        r["image_steps_per_s"] = image_steps / r["seconds"]
+        r["speedup_vs_baseline"] = results["baseline"]["seconds"] / r["seconds"]
+
+    report = {
+        "model": args.model, "imsize": args.imsize, "images": args.images, "batch": args.batch, "mode": args.mode,
+        "pixels_per_step": pps, "image_steps": image_steps, "repeats": args.repeats, "logit_scale": args.logit_scale,
+        "protocol": proto.to_dict(), "device": str(device),
+        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "methods": results,
+        "max_abs_diff_fp32_vs_baseline": float((curves["ours_fp32"] - curves["baseline"]).abs().max()),
+    }
+    if amp is not None:
+        report[f"max_abs_diff_{args.amp}_vs_fp32"] = float((curves[f"ours_{args.amp}"] - curves["ours_fp32"]).abs().max())
+    write_json_atomic(args.out, report)
+
+    print(f"{args.model} {args.imsize}px, {args.images} images x {image_steps // args.images} steps "
+          f"({pps} px/step), {device}, {torch.get_num_threads()} threads, best of {args.repeats}")
+    for name, r in results.items():
+        print(f"  {name:10s} {r['image_steps_per_s']:7.2f} image-steps/s  {r['seconds']:7.2f} s  "
+              f"x{r['speedup_vs_baseline']:.2f}  peak +{r['peak_memory_mb']:.0f} MiB")
+    for key in (k for k in report if k.startswith("max_abs_diff")):
+        print(f"  {key}: {report[key]:.2e}")
+    print(f"  wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        # glibc otherwise raises its mmap threshold after the first large free and keeps freed tensors in the
+        # heap, so the RSS of one method would hide the next one's peak; a fixed threshold returns them
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "1048576"})
+    main()

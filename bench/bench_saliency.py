@@ -1,0 +1,183 @@
+"""Saliency throughput: the fast Grad-CAM path and the stream's attention against a plain forward and against
+``pytorch_grad_cam.GradCAM``, all measured in the same run on random-init timm models (nothing downloaded).
+
+    python bench/bench_saliency.py --model resnet50 --imsize 224 --batch 8 [--scorecam]
+
+Timed, for a ``gap`` and a ``ca`` model: a plain forward under no_grad (the baseline), the fast Grad-CAM path
+(``create_saliency('gradcam', model)``), the package's GradCAM as users call it (hooks, full backward, CPU
+numpy, cv2 upsampling to the input size), and for ``ca`` the attention maps. ``--scorecam``: the package's
+ScoreCAM on ONE image (one forward per channel of the target layer), reported per image. Methods run
+interleaved ``--repeats`` times and the best time is kept (the machine is shared and timings are noisy); the
+median is reported too. Targets: fast <= 1.2x forward and >= 2.5x faster than the package; attention <= 1.1x
+forward. Writes a JSON report atomically (temporary file + rename).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models import create_model  # noqa: E402
+from utils.saliency import create_saliency  # noqa: E402
+
+TARGETS = {"fast_vs_forward_max": 1.2, "package_vs_fast_min": 2.5, "attention_vs_forward_max": 1.1}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, list]:
+    """Every callable once as warm-up, then ``repeats`` rounds in which each runs once (interleaved)."""
+    for run in runs.values():
+        run()
+    times: dict[str, list] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            _sync(device)
+            start = time.perf_counter()
+            run()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summary(seconds: list[float], batch: int) -> dict:
+    best = min(seconds)
+    return {"best_s": round(best, 4), "median_s": round(statistics.median(seconds), 4),
+            "maps_per_s": round(batch / best, 2), "runs": len(seconds)}
+
+
+def bench_pool(pool: str, args: argparse.Namespace, device: torch.device) -> dict:
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = create_model(args.model, pool=pool, num_classes=1000).to(device).eval()
+    x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    fast = create_saliency("gradcam", model)
+    package = GradCAM(model, [model.cam_target_layer])
+    package_targets = [ClassifierOutputTarget(int(t)) for t in targets]
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    runs: dict[str, Callable[[], object]] = {
+        "forward": forward,
+        "fast_gradcam": lambda: fast(x, targets),
+        "package_gradcam": lambda: package(x, package_targets),
+    }
+    if pool != "gap":
+        attention = create_saliency("attention", model)
+        runs["attention"] = lambda: attention(x)
+    try:
+        times = time_interleaved(runs, args.repeats, device)
+        # Same maps? The fast path against the package's pre-upsampling CAM (native resolution).
+        native = create_saliency("gradcam", model, engine="package")(x, targets)
+        max_diff = float((fast(x, targets) - native).abs().max())
+    finally:
+        package.__exit__(None, None, None)  # releases the package's hooks
+    result = {name: summary(seconds, args.batch) for name, seconds in times.items()}
+    forward_s = result["forward"]["best_s"]
+    result["ratios"] = {
+        "fast_vs_forward": round(result["fast_gradcam"]["best_s"] / forward_s, 3),
+        "package_vs_fast": round(result["package_gradcam"]["best_s"] / result["fast_gradcam"]["best_s"], 3),
+    }
+    if "attention" in result:
+        result["ratios"]["attention_vs_forward"] = round(result["attention"]["best_s"] / forward_s, 3)
+    result["fast_vs_package_max_abs_diff"] = max_diff
+    result["fast_path_used"] = bool(fast.uses_fast_path)
+    return result
+
+
+def bench_scorecam(args: argparse.Namespace, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    model = create_model(args.model, pool="ca", num_classes=1000).to(device).eval()
+    x = torch.randn(1, 3, args.imsize, args.imsize, device=device)
+    method = create_saliency("scorecam", model, batch_size=args.scorecam_batch)
+    start = time.perf_counter()
+    method(x, torch.tensor([0]))
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        channels = model.forward_features(x).shape[1]
+    return {"images": 1, "channels": channels, "channel_batch": args.scorecam_batch,
+            "seconds_per_image": round(seconds, 2), "maps_per_s": round(1 / seconds, 4)}
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--imsize", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--scorecam", action="store_true", help="also time ScoreCAM on one image (slow on CPU)")
+    parser.add_argument("--scorecam-batch", type=int, default=128, help="ScoreCAM's inner channel batch")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "saliency.json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    report: dict = {
+        "setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "repeats": args.repeats,
+                  "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                  "python": platform.python_version(), "cpu_count": os.cpu_count(), "weights": "random init",
+                  "timing": "interleaved; ratios from the best of the repeats"},
+        "targets": TARGETS,
+    }
+    for pool in ("gap", "ca"):
+        report[pool] = bench_pool(pool, args, device)
+        ratios = report[pool]["ratios"]
+        timed = [name for name in ("forward", "fast_gradcam", "package_gradcam", "attention") if name in report[pool]]
+        line = ", ".join(f"{name} {report[pool][name]['best_s']:.3f}s ({report[pool][name]['maps_per_s']:.1f} maps/s)"
+                         for name in timed)
+        print(f"[{pool}] {line}")
+        print(f"[{pool}] fast/forward {ratios['fast_vs_forward']:.2f}x (target <= {TARGETS['fast_vs_forward_max']}), "
+              f"package/fast {ratios['package_vs_fast']:.2f}x (target >= {TARGETS['package_vs_fast_min']})"
+              + (f", attention/forward {ratios['attention_vs_forward']:.2f}x "
+                 f"(target <= {TARGETS['attention_vs_forward_max']})" if "attention_vs_forward" in ratios else "")
+              + f"; fast vs package max |diff| {report[pool]['fast_vs_package_max_abs_diff']:.1e}")
+    met = all(report[p]["ratios"]["fast_vs_forward"] <= TARGETS["fast_vs_forward_max"]
+              and report[p]["ratios"]["package_vs_fast"] >= TARGETS["package_vs_fast_min"] for p in ("gap", "ca"))
+    met = met and report["ca"]["ratios"]["attention_vs_forward"] <= TARGETS["attention_vs_forward_max"]
+    report["targets_met"] = met
+    if args.scorecam:
+        report["scorecam_per_image"] = bench_scorecam(args, device)
+        sc = report["scorecam_per_image"]
+        print(f"[ca] ScoreCAM, one image, {sc['channels']} channels in batches of {sc['channel_batch']}: "
+              f"{sc['seconds_per_image']:.1f}s per image ({sc['maps_per_s']:.3f} maps/s)")
+    write_json_atomic(args.out, report)
+    print(f"targets met: {met}; wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""CA-Stream models: ``create_model`` builds a timm CNN with a ``gap``, ``ca`` or ``ca_last`` pooling head."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import timm
+
+from .classifier import POOL_TYPES, CAStreamClassifier, default_cam_target_layer, default_stream_taps
+from .stream import CAStream, CrossAttentionBlock
+from .weights import (LoadReport, efficientnet_lite0_state_dict, load_backbone_weights, load_model_weights,
+                      read_state_dict)
+
+# Backbones the tests build with every pooling head; any other timm CNN exposing feature_info works too.
+SUPPORTED_BACKBONES = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
+    "convnext_tiny", "convnext_small", "convnext_base", "efficientnet_b0", "tf_efficientnet_lite0",
+)
+# The reference named its models <backbone>_stream (ca) and <backbone>_final (ca_last).
+_POOL_SUFFIXES = {"_stream": "ca", "_final": "ca_last", "_gap": "gap"}
+_PACKAGED_WEIGHTS = ("tf_efficientnet_lite0", "efficientnet_lite0")
+CONFIG_NAME = "config.json"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def parse_model_name(name: str, pool: Optional[str] = None) -> tuple[str, str]:
+    """Splits ``resnet50_stream`` into (``resnet50``, ``ca``); an explicit ``pool`` must agree."""
+    for suffix, suffix_pool in _POOL_SUFFIXES.items():
+        if name.endswith(suffix):
+            if pool not in (None, suffix_pool):
+                raise ValueError(f"--model {name} implies --pool {suffix_pool}, but --pool {pool} was given")
+            return name[: -len(suffix)], suffix_pool
+    return name, pool or "gap"
+
+
+def _check_backbone(name: str) -> None:
+    if name in SUPPORTED_BACKBONES:
+        return
+    if not timm.is_model(name):
+        raise ValueError(f"unknown backbone '{name}': supported are {', '.join(SUPPORTED_BACKBONES)} "
+                         "(or any timm CNN with feature_info)")
+
+
+def create_model(
+        name: str,
+        pool: Optional[str] = None,
+        num_classes: int = 1000,
+        heads: int = 1,
+        pretrained: bool = False,
+        weights: Optional[Union[str, Path]] = None,
+        **backbone_kwargs: Any,
+) -> CAStreamClassifier:
+    """Builds ``name`` (a timm CNN, optionally suffixed ``_stream``/``_final``) with a pooling head.
+
+    ``pretrained`` takes ImageNet weights: from the installed package for EfficientNet-Lite0 (offline),
+    from timm's hub otherwise. ``weights`` loads backbone + classifier from a file or run folder.
+    """
+    backbone_name, pool = parse_model_name(name, pool)
+    if pool not in POOL_TYPES:
+        raise ValueError(f"unknown pooling '{pool}': expected one of {', '.join(POOL_TYPES)}")
+    _check_backbone(backbone_name)
+    packaged = pretrained and backbone_name in _PACKAGED_WEIGHTS
+    backbone = timm.create_model(backbone_name, pretrained=pretrained and not packaged, num_classes=num_classes,
+                                 **backbone_kwargs)
+    if packaged:
+        _load_packaged_weights(backbone, backbone_name, num_classes, backbone_kwargs)
+    if not hasattr(backbone, "feature_info"):
+        raise ValueError(f"backbone '{backbone_name}' exposes no feature_info: supported are "
+                         f"{', '.join(SUPPORTED_BACKBONES)}")
+    model = CAStreamClassifier(backbone, pool=pool, num_heads=heads)
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    return model
+
+
+def _load_packaged_weights(backbone, name: str, num_classes: int, kwargs: dict) -> None:
+    """Packaged ImageNet weights; with another class count the classifier keeps its initialisation."""
+    imagenet = backbone if num_classes == 1000 else timm.create_model(name, num_classes=1000, **kwargs)
+    state = efficientnet_lite0_state_dict(imagenet)
+    if num_classes != 1000:
+        classifier_keys = {f"classifier.{k}" for k in backbone.get_classifier().state_dict()}
+        state = {k: v for k, v in state.items() if k not in classifier_keys}
+    backbone.load_state_dict(state, strict=False)
+
+
+def model_config(model: CAStreamClassifier, name: str, imsize: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 class_names: Optional[list[str]] = None) -> dict:
+    """Everything needed to rebuild ``model`` and its preprocessing (stored as a run's config.json)."""
+    return {
+        "backbone": parse_model_name(name)[0], "pool": model.pool, "classes": model.num_classes,
+        "heads": model.stream.blocks[0].num_heads if model.stream is not None else 1,
+        "imsize": imsize, "mean": list(mean), "std": list(std), "class_names": class_names,
+    }
+
+
+def create_model_from_config(config: dict) -> CAStreamClassifier:
+    return create_model(config["backbone"], pool=config["pool"], num_classes=config["classes"],
+                        heads=config.get("heads", 1))
+
+
+def read_config(run_dir: Union[str, Path]) -> dict:
+    path = Path(run_dir) / CONFIG_NAME
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found: --state_root must be a run folder of main_INets.py") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+__all__ = [
+    "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "LoadReport", "POOL_TYPES", "SUPPORTED_BACKBONES",
+    "create_model", "create_model_from_config", "default_cam_target_layer", "default_stream_taps",
+    "efficientnet_lite0_state_dict", "load_backbone_weights", "load_model_weights", "model_config",
+    "parse_model_name", "read_config", "read_state_dict",
+]

@@ -1,0 +1,203 @@
+"""main_INets.py end to end on CPU: learning, exact resume, DDP equivalence, freezing, atomic checkpoints,
+and one-line errors for bad input."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import main_INets
+from models import create_model
+from utils.checkpoint import atomic_write, load_training_state, save_training_state
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--model", "resnet18", "--imsize", "32", "--batch_size", "16", "--workers", "0", "--fixed", "--seed", "3",
+        "--opt", "adamw", "--lr", "2e-3", "--weight_decay", "0.05", "--sched", "cosine"]
+
+
+def train(store_dir: Path, *flags: str) -> dict:
+    return main_INets.main([*TINY, "--store_dir", str(store_dir), *flags])
+
+
+def weights(run: Path) -> dict:
+    return load_file(str(run / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict, atol: float = 0.0) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m, k=key: f"{k}: {m}")
+
+
+def error_of(argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        main_INets.main(argv)
+    message = str(info.value.code)
+    assert "\n" not in message and message.startswith("error: ")
+    return message
+
+
+def test_training_on_builtin_dataset_learns(tmp_path, builtin_flags):
+    summary = train(tmp_path / "run", *builtin_flags, "--epochs", "12", "--lr", "3e-3")
+    accuracy = float(summary["val_acc"])
+    print(f"validation accuracy after 12 epochs: {accuracy:.1f}% (chance 16.7%)")
+    assert accuracy > 40.0
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    for name in ("config.json", "args.yaml", "model.safetensors", "model_best.safetensors", "last.pth"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_is_exact(tmp_path, builtin_flags):
+    train(tmp_path / "straight", *builtin_flags, "--epochs", "2", "--fraction", "0.5")
+    train(tmp_path / "resumed", *builtin_flags, "--epochs", "1", "--fraction", "0.5", "--milestones", "1")
+    with pytest.raises(AssertionError):  # the two runs really differ before resuming
+        assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    train(tmp_path / "resumed", *builtin_flags, "--epochs", "2", "--fraction", "0.5", "--resume")
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+    assert load_training_state(tmp_path / "resumed" / "last.pth")["epoch"] == 2
+    rows = list(csv.DictReader((tmp_path / "resumed" / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+def test_two_processes_equal_one_with_same_global_batch(tmp_path, small_builtin, builtin_flags):
+    # BatchNorm is frozen here (the paper's protocol), so per-process batches see the same statistics.
+    gap_run = tmp_path / "gap"
+    train(gap_run, *builtin_flags, "--epochs", "1", "--fraction", "0.3")
+    common = [*TINY, *builtin_flags, "--epochs", "1", "--pool", "ca", "--freeze", "--init_from", str(gap_run),
+              "--lr", "1e-2"]
+    single = tmp_path / "single"
+    main_INets.main([*common, "--store_dir", str(single), "--batch_size", "16"])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "main_INets.py",
+         *common, "--store_dir", str(tmp_path / "ddp"), "--batch_size", "8"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_weights(weights(single), weights(tmp_path / "ddp"), atol=1e-6)
+    changed = [k for k in weights(single) if not torch.equal(weights(single)[k], weights(gap_run).get(k, torch.zeros(0)))]
+    assert changed and all(k.startswith("stream.") for k in changed)
+
+
+def test_freeze_changes_only_the_stream(tmp_path, builtin_flags):
+    gap_run = tmp_path / "gap"
+    train(gap_run, *builtin_flags, "--epochs", "1", "--fraction", "0.3")
+    ca_run = tmp_path / "ca"
+    train(ca_run, *builtin_flags, "--epochs", "1", "--fraction", "0.3", "--pool", "ca", "--freeze",
+          "--init_from", str(gap_run))
+    gap, ca = weights(gap_run), weights(ca_run)
+    for key, value in gap.items():  # backbone, classifier and BatchNorm running statistics
+        assert torch.equal(ca[key], value), key
+    initial = create_model("resnet18", pool="ca", num_classes=6)
+    stream_keys = [k for k in ca if k.startswith("stream.blocks")]
+    assert stream_keys and any(not torch.equal(ca[k], initial.state_dict()[k]) for k in stream_keys)
+
+
+def test_mixup_warmup_ema_channels_last_and_yaml_config(tmp_path, builtin_flags):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("epochs: 2\nmixup: 0.2\ncutmix: 1.0\nsmoothing: 0.1\nwarmup_epochs: 1\nema: true\n"
+                      "ema_decay: 0.9\nclip_grad: 1.0\nchannels_last: true\nlr: 0.5\n")
+    run = tmp_path / "run"
+    train(run, *builtin_flags, "--fraction", "0.3", "--config", str(config), "--lr", "1e-3")
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert len(rows) == 2 and float(rows[0]["lr"]) < 1e-3  # warm-up, and the flag overrode the file's lr
+    assert (run / "model_ema.safetensors").is_file()
+    ema, model = load_file(str(run / "model_ema.safetensors")), weights(run)
+    assert any(not torch.equal(ema[k], model[k]) for k in model)
+    assert "mixup: 0.2" in (run / "args.yaml").read_text()
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("epoch: 3\n")
+    with pytest.raises(SystemExit):
+        main_INets.main(["--config", str(config)])
+
+
+def test_interrupted_checkpoint_write_leaves_previous_one_loadable(tmp_path):
+    path = tmp_path / "last.pth"
+    save_training_state(path, {"epoch": 1, "weights": torch.ones(3)})
+
+    def crash_midway(file):
+        file.write(b"partial bytes of a checkpoint")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash_midway)
+    assert load_training_state(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_killed_writer_process_leaves_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "last.pth"
+    writer = ("import sys, torch; sys.path.insert(0, %r)\n"
+              "from utils.checkpoint import save_training_state\n"
+              "big = torch.randn(4_000_000)\n"
+              "for epoch in range(1, 10_000):\n"
+              "    save_training_state(%r, {'epoch': epoch, 'weights': big})\n") % (str(REPO), str(path))
+    process = subprocess.Popen([sys.executable, "-c", writer])
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = load_training_state(path)
+    assert state["epoch"] >= 1 and state["weights"].numel() == 4_000_000
+
+
+def test_missing_root_data(tmp_path):
+    message = error_of(["--root_data", str(tmp_path / "nowhere"), "--store_dir", str(tmp_path / "r")])
+    assert "--root_data" in message and "nowhere" in message
+
+
+def test_empty_list(tmp_path, small_builtin):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    message = error_of(["--root_data", str(small_builtin / "images"), "--path_list", str(empty),
+                        "--store_dir", str(tmp_path / "r")])
+    assert "empty.csv" in message
+
+
+def test_label_outside_classes(tmp_path, small_builtin):
+    bad = tmp_path / "labels.csv"
+    rows = (small_builtin / "train.csv").read_text().splitlines()[:3]
+    bad.write_text("\n".join(rows[:2] + [rows[2].rsplit(",", 1)[0] + ",9"]) + "\n")
+    message = error_of(["--root_data", str(small_builtin / "images"), "--path_list", str(bad), "--classes", "6",
+                        "--store_dir", str(tmp_path / "r")])
+    assert "labels.csv:3" in message and "--classes 6" in message
+
+
+def test_corrupt_image(tmp_path, small_builtin):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "broken.png").write_bytes(b"\x89PNG but not really")
+    listing = tmp_path / "list.csv"
+    listing.write_text("broken.png,0\nbroken.png,1\n")
+    message = error_of([*TINY, "--root_data", str(images), "--path_list", str(listing), "--val_split", "0",
+                        "--batch_size", "2", "--store_dir", str(tmp_path / "r")])
+    assert "cannot read image" in message and "broken.png" in message
+
+
+def test_init_from_another_architecture(tmp_path, builtin_flags):
+    other = tmp_path / "r34.pth"
+    torch.save(create_model("resnet34", num_classes=6).state_dict(), other)
+    message = error_of([*TINY, *builtin_flags, "--pool", "ca", "--init_from", str(other),
+                        "--store_dir", str(tmp_path / "r")])
+    assert "r34.pth does not fit" in message
+
+
+def test_resume_with_another_model(tmp_path, builtin_flags):
+    run = tmp_path / "run"
+    train(run, *builtin_flags, "--epochs", "1", "--fraction", "0.2")
+    message = error_of([*TINY, *builtin_flags, "--model", "resnet34", "--epochs", "2", "--resume",
+                        "--store_dir", str(run)])
+    assert "--resume" in message and "resnet18" in message and "resnet34" in message

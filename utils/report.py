@@ -1,0 +1,147 @@
+"""Result files shared by recognition_imagenet.py and objrecon_imagenet.py: CSV / JSON reports, saliency map
+files, the protocol card, overlay grids and insertion / deletion curve plots. Every file is written
+atomically (temporary file, then rename)."""
+from __future__ import annotations
+
+import csv
+import io
+import platform
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .checkpoint import atomic_write, save_json
+
+PathLike = Union[str, Path]
+MAPS_PREFIX = "saliency_"
+
+
+def write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], fields: Optional[Sequence[str]] = None) -> Path:
+    fields = list(fields or dict.fromkeys(k for row in rows for k in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, lambda file: file.write(text.getvalue().encode()))
+
+
+def read_csv(path: PathLike) -> list[dict]:
+    with Path(path).open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def maps_path(store_dir: PathLike, method: str) -> Path:
+    return Path(store_dir) / f"{MAPS_PREFIX}{method.replace('+', 'p')}.npz"
+
+
+def save_maps(store_dir: PathLike, method: str, maps: torch.Tensor, indices: Sequence[int],
+              targets: Sequence[int], class_source: str) -> Path:
+    """One file per method: maps (N, h, w) at their native resolution, row i for dataset row ``indices[i]``."""
+    buffer = io.BytesIO()
+    np.savez(buffer, maps=maps.detach().float().cpu().numpy(), indices=np.asarray(indices, dtype=np.int64),
+             targets=np.asarray(targets, dtype=np.int64), method=np.asarray(method),
+             class_source=np.asarray(class_source))
+    return atomic_write(maps_path(store_dir, method), lambda file: file.write(buffer.getvalue()))
+
+
+def load_maps(path: PathLike) -> dict:
+    """Reads a file written by :func:`save_maps` (no pickled objects are allowed)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            loaded = {key: data[key] for key in ("maps", "indices", "targets", "method", "class_source")}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"saliency file not found: {path} (run recognition_imagenet.py --salient first, "
+                                "or give --method to compute the maps)") from None
+    except (KeyError, ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a saliency file of recognition_imagenet.py: {error}") from None
+    if loaded["maps"].ndim != 3 or len(loaded["maps"]) != len(loaded["indices"]):
+        raise ValueError(f"{path}: expected maps (N, h, w) with one dataset index per map")
+    return {"maps": torch.from_numpy(loaded["maps"]), "indices": loaded["indices"].tolist(),
+            "targets": loaded["targets"].tolist(), "method": str(loaded["method"]),
+            "class_source": str(loaded["class_source"])}
+
+
+def library_versions() -> dict:
+    import timm
+    import torchvision
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "torchvision": torchvision.__version__, "timm": timm.__version__}
+    try:
+        from importlib.metadata import version
+        versions["grad-cam"] = version("grad-cam")
+    except Exception:  # the package metadata is optional information here
+        pass
+    return versions
+
+
+def save_report(path: PathLike, report: Mapping[str, Any]) -> Path:
+    return save_json(path, {**report, "versions": library_versions()})
+
+
+def _to_uint8_image(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    pixels = image.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    return (pixels.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_overlay_grid(path: PathLike, images: torch.Tensor, maps_by_method: Mapping[str, torch.Tensor],
+                      titles: Sequence[str], mean: Sequence[float], std: Sequence[float]) -> Path:
+    """A PNG grid: one row per image (the image, then each method's map over it), titled with class names."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torch.nn.functional import interpolate
+
+    methods = list(maps_by_method)
+    rows, cols = len(images), 1 + len(methods)
+    figure, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows), squeeze=False)
+    size = images.shape[-2:]
+    for row, image in enumerate(images):
+        picture = _to_uint8_image(image, mean, std)
+        axes[row, 0].imshow(picture)
+        axes[row, 0].set_title(titles[row], fontsize=7)
+        for col, method in enumerate(methods, start=1):
+            heat = interpolate(maps_by_method[method][row][None, None].float(), size=size, mode="bilinear",
+                               align_corners=False)[0, 0].cpu().numpy()
+            axes[row, col].imshow(picture)
+            axes[row, col].imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if row == 0:
+                axes[row, col].set_title(method, fontsize=8)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def save_curve_plot(path: PathLike, curves: Mapping[str, np.ndarray], title: str, ylabel: str = "class score"
+                    ) -> Path:
+    """Mean curves (one line per label, e.g. ``gradcam / ca``) over the fraction of pixels changed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.5, 3.4))
+    for label, curve in curves.items():
+        curve = np.asarray(curve, dtype=float)
+        fractions = np.linspace(0, 1, len(curve))
+        area = float(((curve[:-1] + curve[1:]) / 2).mean()) if len(curve) > 1 else float(curve[0])
+        axis.plot(fractions, curve, label=f"{label} (AUC {100 * area:.1f})")
+    axis.set_xlabel("fraction of pixels")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(bottom=0)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def _save_figure(figure, path: PathLike) -> Path:
+    import matplotlib.pyplot as plt
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return atomic_write(path, lambda file: file.write(buffer.getvalue()))

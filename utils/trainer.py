@@ -1,0 +1,268 @@
+"""The training job behind ``main_INets.py``: data, model, optimisation, checkpoints, exact resume, DDP."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Optional
+
+import timm.optim
+import timm.scheduler
+import torch
+import torch.nn as nn
+from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+
+from models import CONFIG_NAME, create_model, load_backbone_weights, model_config, parse_model_name
+from models.weights import MODEL_WEIGHTS_NAME
+from .checkpoint import (BEST_WEIGHTS_NAME, TRAIN_STATE_NAME, CsvLog, load_training_state, save_json,
+                         save_training_state, save_weights, save_yaml, seed_everything)
+from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, subset_indices
+from .distributed import DistributedEnv, cleanup_distributed, setup_distributed, shard_indices
+from .engine import EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch
+
+# A resumed run must rebuild the same network: these config entries have to agree.
+_RESUME_KEYS = ("backbone", "pool", "classes", "heads")
+_LIST_NAMES = ("train.csv", "train.txt")
+_VAL_LIST_NAMES = ("val.csv", "val.txt")
+
+
+def _find_list(folder: Path, names: tuple[str, ...]) -> Optional[Path]:
+    return next((folder / name for name in names if (folder / name).is_file()), None)
+
+
+def _resolve_lists(args: argparse.Namespace) -> tuple[Optional[Path], Optional[Path]]:
+    """``--path_list`` may name a list file or a folder holding ``train.csv`` (and ``val.csv``)."""
+    if args.path_list is None or not Path(args.path_list).is_dir():
+        return args.path_list, args.val_list
+    folder = Path(args.path_list)
+    return _find_list(folder, _LIST_NAMES), args.val_list or _find_list(folder, _VAL_LIST_NAMES)
+
+
+def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_size: int):
+    """Train and validation datasets: the built-in set by default, else ``--root_data``/``--path_list``.
+
+    Without a validation list, ``--val_split`` of the training list is held out (seeded).
+    """
+    if args.root_data is not None and not Path(args.root_data).is_dir():
+        raise FileNotFoundError(f"--root_data {args.root_data} is not a folder")
+    train_list, val_list = _resolve_lists(args)
+    common = dict(imsize=args.imsize, mean=mean, std=std, num_classes=args.classes)
+    train_set = build_dataset(args.root_data, train_list, train=True, **common)
+    if len(train_set) == 0:
+        raise ValueError(f"--path_list {train_list} lists no images")
+    if args.root_data is None or val_list is not None:
+        val_root = args.val_root or args.root_data
+        val_set = build_dataset(val_root, val_list, train=False, **common)
+        train_indices = list(range(len(train_set)))
+        val_indices = list(range(len(val_set)))
+    else:
+        val_set = build_dataset(args.root_data, train_list, train=False, **common)
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed)).tolist()
+        held_out = int(round(len(order) * args.val_split))
+        val_indices, train_indices = sorted(order[:held_out]), sorted(order[held_out:])
+    train_indices = [train_indices[i] for i in subset_indices(len(train_indices), args.fraction, args.seed)]
+    train = EpochSeededDataset(Subset(train_set, train_indices), args.seed)
+    # Each rank validates its own shard, without the padding a DistributedSampler would add.
+    val = Subset(val_set, shard_indices(val_indices, rank, world_size)) if val_indices else None
+    return train, val, train_set
+
+
+def _num_classes(args: argparse.Namespace, dataset) -> int:
+    inferred = max(dataset.targets) + 1
+    return args.classes or (len(dataset.classes) if dataset.classes else inferred)
+
+
+def _check_resume_config(saved: dict, config: dict, path: Path) -> None:
+    for key in _RESUME_KEYS:
+        if saved.get(key) != config.get(key):
+            raise ValueError(f"--resume {path}: it was saved for {key}={saved.get(key)!r}, but this run has "
+                             f"{key}={config.get(key)!r}; use another --store_dir or the original flags")
+
+
+class Trainer:
+    """Runs one training job; only rank 0 writes files."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.env, self.device = setup_distributed(args.use_gpu)
+        self.is_main = self.env.is_main
+        self.store_dir = Path(args.store_dir)
+        if args.fixed:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        seed_everything(args.seed)
+        backbone_name, self.pool = parse_model_name(args.model, args.pool)
+        mean, std = _normalisation(args, backbone_name)
+        self.train_set, self.val_set, full_train = build_training_data(args, mean, std, self.env.rank,
+                                                                       self.env.world_size)
+        num_classes = _num_classes(args, full_train)
+        self.model = self._build_model(num_classes)
+        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, full_train.classes)
+        self.criterion = build_criterion(args.criterion, args.smoothing, args.mixup > 0 or args.cutmix > 0)
+        self.mixup = build_mixup(args.mixup, args.cutmix, args.mixup_prob, args.mixup_switch_prob,
+                                 args.smoothing, num_classes)
+        self.train_loader = self._loader(self.train_set, train=True)
+        self.val_loader = self._loader(self.val_set, train=False) if self.val_set is not None else None
+        self.optimizer = timm.optim.create_optimizer_v2(self.model, opt=args.opt, lr=args.lr,
+                                                        weight_decay=args.weight_decay, momentum=args.momentum)
+        self.scheduler = self._build_scheduler()
+        self.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" and self.device.type == "cuda" else None
+        self.ema = ModelEmaV3(self.model, decay=args.ema_decay) if args.ema else None
+        self.start_epoch, self.best_accuracy = 0, -math.inf
+        self._resume()
+        self.ddp_model = self.model
+        if self.env.is_distributed:
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
+                                                     else None)
+
+    def _build_model(self, num_classes: int) -> nn.Module:
+        args = self.args
+        model = create_model(args.model, pool=args.pool, num_classes=num_classes, heads=args.heads,
+                             pretrained=args.pretrained, drop_rate=args.drop_rate)
+        if args.init_from:
+            report = load_backbone_weights(model, args.init_from)
+            self.log(f"--init_from: {report}")
+        if args.freeze:
+            model.freeze_backbone()
+        model.to(self.device)
+        if args.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def _loader(self, dataset, train: bool) -> DataLoader:
+        sampler = None
+        if train:
+            sampler = DistributedSampler(dataset, num_replicas=self.env.world_size, rank=self.env.rank, shuffle=True,
+                                         seed=self.args.seed)
+        return DataLoader(dataset, batch_size=self.args.batch_size, sampler=sampler, shuffle=False,
+                          num_workers=self.args.workers, pin_memory=self.device.type == "cuda",
+                          drop_last=train and len(dataset) >= self.args.batch_size * self.env.world_size,
+                          persistent_workers=self.args.workers > 0)
+
+    def _build_scheduler(self):
+        args = self.args
+        if args.sched == "none":
+            return None
+        scheduler, _ = timm.scheduler.create_scheduler_v2(
+            self.optimizer, sched=args.sched, num_epochs=args.epochs, decay_epochs=args.decay_epochs,
+            decay_milestones=args.milestones, decay_rate=args.decay_rate, min_lr=args.min_lr,
+            warmup_lr=args.warmup_lr, warmup_epochs=args.warmup_epochs, step_on_epochs=True,
+            updates_per_epoch=len(self.train_loader))
+        return scheduler
+
+    def _resume(self) -> None:
+        if not self.args.resume:
+            return
+        path = self.store_dir / TRAIN_STATE_NAME if self.args.resume == "auto" else Path(self.args.resume)
+        if not path.exists():
+            if self.args.resume == "auto":
+                self.log(f"--resume: no {path} yet, starting from scratch")
+                return
+            raise FileNotFoundError(f"--resume {path}: file not found")
+        state = load_training_state(path)
+        _check_resume_config(state["config"], self.config, path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.start_epoch = state["epoch"]
+        self.best_accuracy = state["best_accuracy"]
+        self.log(f"resumed from {path} after epoch {self.start_epoch}")
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            tqdm.write(message)
+
+    def _training_state(self, epoch: int) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": epoch, "best_accuracy": self.best_accuracy, "config": self.config,
+        }
+
+    def _save(self, epoch: int, improved: bool) -> None:
+        weights = self.model.state_dict()
+        save_training_state(self.store_dir / TRAIN_STATE_NAME, self._training_state(epoch))
+        if self.args.s_iterations and epoch % self.args.s_iterations == 0:
+            save_training_state(self.store_dir / f"checkpoint_epoch{epoch}.pth", self._training_state(epoch))
+        meta = {"epoch": epoch, "backbone": self.config["backbone"], "pool": self.config["pool"]}
+        save_weights(self.store_dir / MODEL_WEIGHTS_NAME, weights, meta)
+        if self.ema is not None:
+            save_weights(self.store_dir / "model_ema.safetensors", self.ema.module.state_dict(), meta)
+        if improved:
+            save_weights(self.store_dir / BEST_WEIGHTS_NAME, weights, meta)
+
+    def fit(self) -> dict:
+        args = self.args
+        writer = csv_log = None
+        if self.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            save_json(self.store_dir / CONFIG_NAME, self.config)
+            save_yaml(self.store_dir / "args.yaml", vars(args))
+            writer = SummaryWriter(str(self.store_dir / "tensorboard"), purge_step=self.start_epoch + 1)
+            csv_log = CsvLog(self.store_dir / "log.csv", self.start_epoch)
+            stream = self.model.num_stream_parameters()
+            trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            self.log(f"{args.model} pool={self.pool}: {trainable:,} trainable parameters "
+                     f"({stream:,} in the stream), {len(self.train_set)} training images, "
+                     f"world size {self.env.world_size}, device {self.device}")
+        summary = {}
+        try:
+            for epoch in range(self.start_epoch, args.epochs):
+                summary = self._run_epoch(epoch, writer, csv_log)
+        finally:
+            if writer is not None:
+                writer.close()
+            cleanup_distributed()
+        self.log(f"run folder: {self.store_dir.resolve()}")
+        return summary
+
+    def _run_epoch(self, epoch: int, writer, csv_log) -> dict:
+        args = self.args
+        # Re-seeding per epoch makes a resumed run draw exactly what the uninterrupted one drew.
+        seed_everything(args.seed * 1000 + epoch * 10 + self.env.rank)
+        self.train_loader.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        train = train_one_epoch(
+            self.ddp_model, self.train_loader, self.criterion, self.optimizer, self.device, epoch,
+            scheduler=self.scheduler, mixup=self.mixup, amp=args.amp, scaler=self.scaler, clip_grad=args.clip_grad,
+            ema=self.ema, channels_last=args.channels_last, progress=self.is_main)
+        if self.scheduler is not None:
+            self.scheduler.step(epoch + 1)
+        evaluated = self.ema.module if self.ema is not None else self.model
+        val = evaluate(evaluated, self.val_loader, self.device, args.amp, args.channels_last, self.is_main,
+                       desc=f"epoch {epoch + 1} val") if self.val_loader is not None else None
+        accuracy = val.accuracy if val is not None else train.accuracy
+        improved = accuracy > self.best_accuracy
+        self.best_accuracy = max(self.best_accuracy, accuracy)
+        row = {"epoch": epoch + 1, "train_loss": round(train.loss, 6), "train_acc": round(train.accuracy, 4),
+               "val_loss": round(val.loss, 6) if val else "", "val_acc": round(val.accuracy, 4) if val else "",
+               "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": round(train.throughput, 2)}
+        if self.is_main:
+            self._save(epoch + 1, improved)
+            csv_log.append(row)
+            for key, value in row.items():
+                if key != "epoch" and value != "":
+                    writer.add_scalar(key, value, epoch + 1)
+            writer.flush()
+            val_text = f" | val loss {val.loss:.4f} acc {val.accuracy:.2f}%" if val else ""
+            self.log(f"epoch {epoch + 1}/{args.epochs} | train loss {train.loss:.4f} acc {train.accuracy:.2f}%"
+                     f"{val_text} | {train.throughput:.1f} img/s")
+        return row
+
+
+def _normalisation(args: argparse.Namespace, backbone: str) -> tuple[tuple, tuple]:
+    """ImageNet statistics, except the TF-ported EfficientNet-Lite weights that expect [-1, 1] inputs."""
+    if args.pretrained and "efficientnet_lite" in backbone:
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return IMAGENET_MEAN, IMAGENET_STD
