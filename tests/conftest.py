@@ -35,3 +35,19 @@ def builtin_flags(small_builtin) -> list[str]:
     """main_INets.py data flags for ``small_builtin``."""
     return ["--root_data", str(small_builtin / "images"), "--path_list", str(small_builtin / "train.csv"),
             "--val_list", str(small_builtin / "val.csv")]
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> dict:
+    """The paper's protocol in small, shared by the evaluation tests: a GAP EfficientNet-Lite0 fine-tuned from
+    its packaged ImageNet weights on the built-in dataset at 96x96 (3x3 feature maps), then the CA stream
+    trained on it with backbone and classifier frozen."""
+    import main_INets
+    from utils.data import ensure_builtin_dataset
+
+    runs = tmp_path_factory.mktemp("runs")
+    common = ["--imsize", "96", "--workers", "0", "--batch_size", "32", "--seed", "0"]
+    main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "2"])
+    main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
+                     "--init_from", str(runs / "gap"), "--lr", "3e-3"])
+    return {"gap": runs / "gap", "ca": runs / "ca", "data": ensure_builtin_dataset()}

@@ -2,6 +2,7 @@
 degenerate inputs, localisation with asymmetric masks, and one real ImageNet model on real photos."""
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 
@@ -180,20 +181,31 @@ def test_deletion_closed_form_linear_logit() -> None:
     assert torch.allclose(c_bad[0], torch.tensor([1, 1, 1, 1, 1, .75, .5, .25, 0]), atol=1e-6)
     assert auc(c_good).item() == pytest.approx((2.5 - 0.5) / 8, abs=1e-6)
     assert auc(c_bad).item() == pytest.approx((6.5 - 0.5) / 8, abs=1e-6)
+    # 'black' substrate: pixel value 0 -> (0 - 0.5) / 0.25 = -2 in normalised space; numpy maps accepted
+    black = EvalProtocol(pixels_per_step=2, softmax=False, deletion_substrate="black")
+    c_black = causal_metric(model, images, good.numpy(), [0], "deletion", protocol=black, mean=(0.5,) * 3,
+                            std=(0.25,) * 3)
+    assert torch.allclose(c_black[0], torch.tensor([1, .25, -.5, -1.25, -2, -2, -2, -2, -2]), atol=1e-6)
+    with pytest.raises(ValueError, match="needs mean and std"):
+        causal_metric(model, images, good, [0], "deletion", protocol=black)
 
 
 def test_insertion_closed_form_softmax_and_substrate() -> None:
     region = left_half()
     model = RegionMean(region, w=2.0)
-    images = torch.ones(1, 3, 4, 4)
+    images = torch.ones(2, 3, 4, 4)
     good = region.float()[None] + 0.01 * torch.arange(16.0).view(1, 4, 4)
-    curve = causal_metric(model, images, good, [0], "insertion", pixels_per_step=2, substrate=torch.zeros(1, 3, 4, 4))
-    fraction = torch.tensor([0, .25, .5, .75, 1, 1, 1, 1, 1])                 # revealed share of the region
+    maps = torch.cat([good, 1 - good])
+    # one shared (1, C, H, W) substrate as the start of both images
+    curve = causal_metric(model, images, maps, [0, 0], "insertion", pixels_per_step=2,
+                          substrate=torch.zeros(1, 3, 4, 4))
+    fraction = torch.tensor([[0, .25, .5, .75, 1, 1, 1, 1, 1],                # revealed share of the region
+                             [0, 0, 0, 0, 0, .25, .5, .75, 1]])
     expected = torch.sigmoid(2.0 * fraction)                                   # softmax([2m, 0])[0]
-    assert torch.allclose(curve[0], expected, atol=1e-6)
-    assert auc(curve).item() == pytest.approx(float(auc(expected)), abs=1e-6)
+    assert torch.allclose(curve, expected, atol=1e-6)
+    assert torch.allclose(auc(curve), auc(expected), atol=1e-6)
     # 5 px per step: ceil(16 / 5) = 4 steps, the last one partial
-    assert causal_metric(model, images, good, [0], "insertion", pixels_per_step=5).shape == (1, 5)
+    assert causal_metric(model, images[:1], good, [0], "insertion", pixels_per_step=5).shape == (1, 5)
 
 
 def test_insertion_starts_from_reference_blur() -> None:
@@ -374,6 +386,7 @@ def test_protocol_presets_and_card() -> None:
     assert ref.step_pixels(224, 224) == 1792 and math.ceil(224 * 224 / 1792) == 28
     assert (rise.step_pixels(224, 224), rise.blur_kernel, rise.blur_sigma, rise.class_source) == (224, 11, 5.0, "pred")
     card = ref.to_dict()
+    assert json.loads(json.dumps(card)) == card
     assert card["deletion_substrate"] == "zeros" and card["class_source"] == "gt" and card["softmax"] is True
     assert set(PROTOCOLS) == {"reference", "rise"}
     with pytest.raises(ValueError, match="unknown protocol"):

@@ -1,6 +1,7 @@
 """main_INets.py end to end on CPU: learning, exact resume, DDP equivalence, freezing, atomic checkpoints,
 and one-line errors for bad input."""
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -43,29 +44,35 @@ def error_of(argv: list[str]) -> str:
     return message
 
 
-def test_training_on_builtin_dataset_learns(tmp_path, builtin_flags):
-    summary = train(tmp_path / "run", *builtin_flags, "--epochs", "12", "--lr", "3e-3")
+def test_training_on_builtin_dataset_learns(tmp_path):
+    """The default job: EfficientNet-Lite0 from its packaged ImageNet weights, fine-tuned on the built-in set."""
+    run = tmp_path / "run"
+    summary = main_INets.main(["--store_dir", str(run), "--epochs", "2", "--workers", "0", "--batch_size", "32"])
     accuracy = float(summary["val_acc"])
-    print(f"validation accuracy after 12 epochs: {accuracy:.1f}% (chance 16.7%)")
+    print(f"validation accuracy after 2 epochs: {accuracy:.1f}% (chance 16.7%)")
     assert accuracy > 40.0
-    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
-    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
     for name in ("config.json", "args.yaml", "model.safetensors", "model_best.safetensors", "last.pth"):
-        assert (tmp_path / "run" / name).is_file(), name
-    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["backbone"] == "tf_efficientnet_lite0" and config["mean"] == [0.5, 0.5, 0.5]
+    assert config["class_names"] == ["disc", "square", "triangle", "star", "cross", "ring"]
 
 
 def test_resume_is_exact(tmp_path, builtin_flags):
-    train(tmp_path / "straight", *builtin_flags, "--epochs", "2", "--fraction", "0.5")
-    train(tmp_path / "resumed", *builtin_flags, "--epochs", "1", "--fraction", "0.5", "--milestones", "1")
+    schedule = ["--fraction", "0.5", "--sched", "multistep", "--milestones", "1"]  # lr decays for epoch 2
+    train(tmp_path / "straight", *builtin_flags, *schedule, "--epochs", "2")
+    train(tmp_path / "resumed", *builtin_flags, *schedule, "--epochs", "1")
     with pytest.raises(AssertionError):  # the two runs really differ before resuming
         assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
-    train(tmp_path / "resumed", *builtin_flags, "--epochs", "2", "--fraction", "0.5", "--resume")
+    train(tmp_path / "resumed", *builtin_flags, *schedule, "--epochs", "2", "--resume")
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
     assert load_training_state(tmp_path / "resumed" / "last.pth")["epoch"] == 2
-    rows = list(csv.DictReader((tmp_path / "resumed" / "log.csv").open()))
-    assert [r["epoch"] for r in rows] == ["1", "2"]
+    logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("straight", "resumed")]
+    assert [r["epoch"] for r in logs[1]] == ["1", "2"]
+    assert [r["lr"] for r in logs[0]] == [r["lr"] for r in logs[1]]
 
 
 def test_two_processes_equal_one_with_same_global_batch(tmp_path, small_builtin, builtin_flags):
@@ -82,7 +89,8 @@ def test_two_processes_equal_one_with_same_global_batch(tmp_path, small_builtin,
          *common, "--store_dir", str(tmp_path / "ddp"), "--batch_size", "8"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_same_weights(weights(single), weights(tmp_path / "ddp"), atol=1e-6)
+    # Gradients are averaged in another order, and AdamW divides by sqrt(v): a few weights differ by ~1e-5.
+    assert_same_weights(weights(single), weights(tmp_path / "ddp"), atol=5e-5)
     changed = [k for k in weights(single) if not torch.equal(weights(single)[k], weights(gap_run).get(k, torch.zeros(0)))]
     assert changed and all(k.startswith("stream.") for k in changed)
 

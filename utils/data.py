@@ -73,7 +73,8 @@ def _parse_list_file(path: PathLike) -> list[tuple[str, int, int]]:
         raise FileNotFoundError(f"list file not found: {path}")
     rows = []
     first_content_line = True
-    for line_number, raw_line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # utf-8-sig: list files saved by spreadsheet tools often start with a byte-order mark
+    for line_number, raw_line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = raw_line.strip()
         if not line:
             continue
@@ -380,7 +381,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, rad
 
 def _cluttered_background(rng: np.random.Generator, imsize: int) -> np.ndarray:
     """Float RGB in [0, 1]: a random two-colour gradient with thin lines and small non-class blobs."""
-    start, end = rng.uniform(0, 1, (2, 3))
+    # a gentle gradient: clutter, yet the object stays the strongest structure in the image
+    start = rng.uniform(0, 1, 3)
+    end = np.clip(start + rng.uniform(-0.3, 0.3, 3), 0, 1)
     direction = rng.uniform(0, 2 * math.pi)
     ys, xs = np.mgrid[0:imsize, 0:imsize] / max(imsize - 1, 1)
     t = xs * math.cos(direction) + ys * math.sin(direction)
@@ -416,7 +419,7 @@ def render_builtin_image(
     Returns (uint8 RGB (imsize, imsize, 3), bool mask (imsize, imsize)).
     """
     image = _cluttered_background(rng, imsize)
-    radius = rng.uniform(0.125, 0.225) * imsize
+    radius = rng.uniform(0.15, 0.225) * imsize
     cx, cy = rng.uniform(radius, imsize - radius, 2)
     # drawn supersampled and box-filtered: smooth edges, and the mask is the >= 50% coverage area
     alpha_canvas = Image.new("L", (imsize * supersample, imsize * supersample), 0)
@@ -561,6 +564,7 @@ def build_dataset(
         crop_pct: float = DEFAULT_CROP_PCT,
         squash: bool = False,
         builtin_seed: int = 0,
+        scale: tuple[float, float] = (0.08, 1.0),
 ) -> ImageDataset:
     """The dataset behind ``--root_data`` / ``--path_list``.
 
@@ -569,7 +573,7 @@ def build_dataset(
       class names come from a ``classes.txt`` next to it when there is one;
     * otherwise ``root_data`` must hold one sub-folder per class.
     """
-    transform = build_transform(imsize, mean, std, train=train, crop_pct=crop_pct, squash=squash)
+    transform = build_transform(imsize, mean, std, train=train, crop_pct=crop_pct, squash=squash, scale=scale)
     if root_data is None:
         builtin_root = ensure_builtin_dataset(seed=builtin_seed)
         root_data = builtin_root / IMAGES_DIRNAME

@@ -215,12 +215,13 @@ def _sweep(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, rank: to
     compare per chunk of (steps x images), at most ``batch_size`` forwarded at once, so memory does not grow with
     the number of steps and no Python loop touches pixels.
     """
-    n, c, h, w = start.shape
-    start, finish = start.expand(n, c, h, w), finish.expand(n, c, h, w)
+    shape = torch.broadcast_shapes(start.shape, finish.shape)   # a substrate may be one (1, C, H, W) image
+    n, _, h, w = shape
+    start, finish = start.expand(shape), finish.expand(shape)
     rank = rank.view(n, 1, h, w)
     num_images = min(n, batch_size)
     num_steps = max(1, batch_size // num_images)
-    columns: list[list[torch.Tensor]] = []
+    columns: list[torch.Tensor] = []
     with torch.inference_mode():
         for i in range(0, n, num_images):
             rows, block = [], slice(i, i + num_images)
@@ -312,7 +313,7 @@ def _causal(model: nn.Module, images: torch.Tensor, rank: torch.Tensor, targets:
             proto: EvalProtocol, pixels_per_step: int | None, substrate: torch.Tensor | None,
             mean: Sequence[float] | None, std: Sequence[float] | None, batch_size: int,
             amp_dtype: torch.dtype | None, channels_last: bool) -> torch.Tensor:
-    n, _, h, w = images.shape
+    h, w = images.shape[-2:]
     pps = pixels_per_step or proto.step_pixels(h, w)
     steps = math.ceil(h * w / pps)
     thresholds = torch.arange(steps + 1, device=images.device) * pps

@@ -15,12 +15,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from models import CONFIG_NAME, create_model, load_backbone_weights, model_config, parse_model_name
-from models.weights import MODEL_WEIGHTS_NAME
+from models import (CONFIG_NAME, create_model, load_backbone_weights, model_config, parse_model_name,
+                    read_config)
+from models.weights import MODEL_WEIGHTS_NAME, resolve_weights_path
 from .checkpoint import (BEST_WEIGHTS_NAME, TRAIN_STATE_NAME, CsvLog, load_training_state, save_json,
                          save_training_state, save_weights, save_yaml, seed_everything)
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, subset_indices
-from .distributed import DistributedEnv, cleanup_distributed, setup_distributed, shard_indices
+from .distributed import cleanup_distributed, setup_distributed, shard_indices
 from .engine import EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch
 
 # A resumed run must rebuild the same network: these config entries have to agree.
@@ -50,7 +51,7 @@ def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_si
         raise FileNotFoundError(f"--root_data {args.root_data} is not a folder")
     train_list, val_list = _resolve_lists(args)
     common = dict(imsize=args.imsize, mean=mean, std=std, num_classes=args.classes)
-    train_set = build_dataset(args.root_data, train_list, train=True, **common)
+    train_set = build_dataset(args.root_data, train_list, train=True, scale=tuple(args.crop_scale), **common)
     if len(train_set) == 0:
         raise ValueError(f"--path_list {train_list} lists no images")
     if args.root_data is None or val_list is not None:
@@ -166,14 +167,16 @@ class Trainer:
         _check_resume_config(state["config"], self.config, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler"):
-            self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
         self.start_epoch = state["epoch"]
         self.best_accuracy = state["best_accuracy"]
+        if self.scheduler is not None:
+            # timm schedules are functions of the epoch: re-planned from the flags, as timm's train.py does,
+            # so a resumed run may also extend --epochs.
+            self.scheduler.step(self.start_epoch)
         self.log(f"resumed from {path} after epoch {self.start_epoch}")
 
     def log(self, message: str) -> None:
@@ -183,7 +186,6 @@ class Trainer:
     def _training_state(self, epoch: int) -> dict:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "epoch": epoch, "best_accuracy": self.best_accuracy, "config": self.config,
@@ -262,7 +264,13 @@ class Trainer:
 
 
 def _normalisation(args: argparse.Namespace, backbone: str) -> tuple[tuple, tuple]:
-    """ImageNet statistics, except the TF-ported EfficientNet-Lite weights that expect [-1, 1] inputs."""
+    """The input statistics the starting weights expect: those of the --init_from run, [-1, 1] for the
+    TF-ported EfficientNet-Lite weights, ImageNet's otherwise."""
+    if args.init_from:
+        config_path = resolve_weights_path(args.init_from).parent / CONFIG_NAME
+        if config_path.is_file():
+            config = read_config(config_path.parent)
+            return tuple(config["mean"]), tuple(config["std"])
     if args.pretrained and "efficientnet_lite" in backbone:
         return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     return IMAGENET_MEAN, IMAGENET_STD
