@@ -1,4 +1,4 @@
-"""Train a GAP baseline or a CA-Stream model (one CPU, one GPU, or DDP under torchrun / SLURM).
+r"""Train a GAP baseline or a CA-Stream model (one CPU, one GPU, or DDP under torchrun / SLURM).
 
     python main_INets.py                                  # built-in dataset, a few minutes on a CPU
     python main_INets.py --root_data /imagenet/train --path_list data/ --model resnet50 --classes 1000 \

@@ -209,3 +209,18 @@ def test_resume_with_another_model(tmp_path, builtin_flags):
     message = error_of([*TINY, *builtin_flags, "--model", "resnet34", "--epochs", "2", "--resume",
                         "--store_dir", str(run)])
     assert "--resume" in message and "resnet18" in message and "resnet34" in message
+
+
+def test_seed_readme_training_example(tmp_path, small_builtin):
+    """The paper README's command, with an image-folder root (one sub-folder per class) and --path_list data/."""
+    store = tmp_path / "store"
+    result = subprocess.run(
+        [sys.executable, "main_INets.py", "--root_data", str(small_builtin / "images" / "train"), "--path_list",
+         "data/", "--model", "resnet18", "--classes", "6", "--epochs", "2", "--imsize", "32", "--store_dir",
+         str(store), "--batch_size", "16", "--s_iterations", "1", "--fixed", "--seed", "0", "--criterion",
+         "CrossEntropy", "--workers", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "epoch 2/2" in result.stdout and f"run folder: {store}" in result.stdout
+    assert (store / "checkpoint_epoch1.pth").is_file() and (store / "checkpoint_epoch2.pth").is_file()
+    assert load_training_state(store / "checkpoint_epoch1.pth")["epoch"] == 1

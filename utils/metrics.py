@@ -464,6 +464,14 @@ def evaluate_batch(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, 
     return out
 
 
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, *, amp_dtype: torch.dtype | None = None,
+            channels_last: bool = False) -> torch.Tensor:
+    """(N,) top-1 classes of the clean images (CPU), computed as :func:`evaluate_batch` does for class_source
+    'pred': callers that need the predicted class before evaluating (e.g. to explain it) get the same one."""
+    device = _model_device(model, images.device)
+    return _batched_logits(model, images.to(device), batch_size, amp_dtype, channels_last).argmax(-1).cpu()
+
+
 # x100 like the poster's table; curves and targets are not averaged
 _PERCENT_KEYS = ("ad", "ai", "ag", "insertion_auc", "deletion_auc", "positive_perturbation",
                  "negative_perturbation")

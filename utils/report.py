@@ -145,3 +145,29 @@ def _save_figure(figure, path: PathLike) -> Path:
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return atomic_write(path, lambda file: file.write(buffer.getvalue()))
+
+
+def save_curve_panels(path: PathLike, panels: Mapping[str, Mapping[str, np.ndarray]], title: str,
+                      ylabel: str = "class score") -> Path:
+    """Side-by-side panels of mean curves, e.g. ``{"insertion": {label: curve}, "deletion": {...}}``; each label's
+    AUC (x100, trapezoid) in the legend, as :func:`save_curve_plot`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for axis, (name, curves) in zip(axes[0], panels.items()):
+        for label, curve in curves.items():
+            curve = np.asarray(curve, dtype=float)
+            area = float(((curve[:-1] + curve[1:]) / 2).mean()) if len(curve) > 1 else float(curve[0])
+            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{label} (AUC {100 * area:.1f})")
+        axis.set_xlabel("fraction of pixels")
+        axis.set_ylabel(ylabel)
+        axis.set_title(name)
+        axis.set_xlim(0, 1)
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save_figure(figure, path)

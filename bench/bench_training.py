@@ -1,0 +1,106 @@
+"""Training-step benchmark: frozen-backbone protocol vs full fine-tuning, CA head vs GAP, channels_last and bf16.
+
+    python bench/bench_training.py --model resnet50 --imsize 224 --batch 8 --steps 5
+
+Every configuration is timed in the same run, interleaved round by round (so drifting load on a shared machine
+hits all of them alike), and reported as the median step time and as ratios to its baseline. Results go to
+bench/results/training.json (written atomically), which the README's performance table quotes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models import create_model  # noqa: E402
+from utils.checkpoint import save_json  # noqa: E402
+from utils.engine import autocast  # noqa: E402
+
+# name: (pool, frozen backbone, channels_last, amp)
+CONFIGS = {
+    "gap_full": ("gap", False, False, "none"),
+    "ca_full": ("ca", False, False, "none"),
+    "ca_freeze": ("ca", True, False, "none"),
+    "gap_full_channels_last": ("gap", False, True, "none"),
+    "gap_full_bf16": ("gap", False, False, "bf16"),
+    "gap_full_channels_last_bf16": ("gap", False, True, "bf16"),
+}
+# ratio name: (configuration, its baseline)
+RATIOS = {
+    "freeze_over_full (target <= 0.5)": ("ca_freeze", "ca_full"),
+    "ca_over_gap (target <= 1.05)": ("ca_full", "gap_full"),
+    "channels_last_speedup": ("gap_full", "gap_full_channels_last"),
+    "bf16_speedup": ("gap_full", "gap_full_bf16"),
+    "channels_last_bf16_speedup": ("gap_full", "gap_full_channels_last_bf16"),
+}
+
+
+def build_step(name: str, model_name: str, imsize: int, batch: int, classes: int):
+    pool, frozen, channels_last, amp = CONFIGS[name]
+    torch.manual_seed(0)
+    model = create_model(model_name, pool=pool, num_classes=classes)
+    if frozen:
+        model.freeze_backbone()
+    model.train()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    images = torch.randn(batch, 3, imsize, imsize).contiguous(memory_format=memory_format)
+    targets = torch.randint(0, classes, (batch,))
+    device = torch.device("cpu")
+
+    def step() -> None:
+        with autocast(device, amp):
+            logits = model(images)
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--imsize", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=5, help="timed rounds (each runs every configuration once)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "training.json"))
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = {name: build_step(name, args.model, args.imsize, args.batch, args.classes) for name in args.configs}
+    for step in steps.values():  # warm-up: allocator, autocast caches, oneDNN primitives
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.steps):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    ratios = {label: medians[a] / medians[b] for label, (a, b) in RATIOS.items() if a in medians and b in medians}
+    for name, seconds in medians.items():
+        print(f"{name:30s} {seconds:7.3f} s/step  ({args.batch / seconds:6.1f} img/s)")
+    for label, value in ratios.items():
+        print(f"{label:40s} {value:6.2f}")
+    save_json(args.out, {
+        "model": args.model, "imsize": args.imsize, "batch": args.batch, "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "device": "cpu",
+        "median_step_seconds": medians, "all_step_seconds": times, "ratios": ratios,
+    })
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""recognition_imagenet.py: the README's example, accuracy, saliency files, pointing game, batching, DDP, errors.
+
+Every test reuses the shared ``trained_runs`` fixture (a GAP EfficientNet-Lite0 and its CA stream trained for
+two epochs on the built-in dataset at 96x96); nothing is retrained here.
+"""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import recognition_imagenet
+from utils.cli import load_trained_model
+from utils.data import build_dataset, subset_indices
+from utils.recognition import evaluated_indices, parse_indexes
+from utils.report import load_maps, maps_path
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ["gradcam", "attention", "attention_mean", "random"]
+
+
+def readme_flags(runs: dict, store_dir: Path) -> list[str]:
+    """The seed README's example with real values (plus --salient, the 'Evaluation settings' switch)."""
+    data = runs["data"]
+    return ["--state_root", str(runs["ca"]), "--store_dir", str(store_dir), "--root_data", str(data / "images"),
+            "--path_lbl", str(data / "val.csv"), "--batch_size", "16", "--model", "tf_efficientnet_lite0",
+            "--classes", "6", "--fraction", "0.25", "--salient"]
+
+
+def run_script(args: list[str], env_extra: dict | None = None, launcher: list[str] | None = None
+               ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    command = [*(launcher or [sys.executable]), "recognition_imagenet.py", *args]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def read_predictions(store_dir: Path) -> list[dict]:
+    with (Path(store_dir) / "predictions.csv").open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def user_error(argv: list[str]) -> str:
+    """The message of a run expected to stop on a user error (SystemExit carrying one line)."""
+    with pytest.raises(SystemExit) as caught:
+        recognition_imagenet.main(argv)
+    message = str(caught.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def full_eval(trained_runs, tmp_path_factory) -> dict:
+    """The CA run on the whole built-in validation list, with Grad-CAM, both attention maps and random maps."""
+    store = tmp_path_factory.mktemp("full_eval")
+    report = recognition_imagenet.main(["--state_root", str(trained_runs["ca"]), "--store_dir", str(store),
+                                        "--salient", "--method", *METHODS, "--workers", "0", "--batch_size", "60",
+                                        "--n_overlays", "4"])
+    return {"store": store, "report": report}
+
+
+# --------------------------------------------------------------------------------------------------
+# the README's example
+
+
+def test_readme_example_use_gpu_without_cuda_is_one_line(trained_runs, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    result = run_script([*readme_flags(trained_runs, tmp_path / "gpu"), "--use_gpu"])
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: --use_gpu given but CUDA is not available (leave it out to run on the CPU)"], \
+        result.stderr[-2000:]
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_readme_example(trained_runs, tmp_path):
+    store = tmp_path / "readme"
+    result = run_script([*readme_flags(trained_runs, store), "--workers", "0"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "top-1" in result.stdout
+    for name in ("predictions.csv", "classification.json", "saliency_gradcam.npz", "overlays.png"):
+        assert (store / name).is_file(), name
+
+    rows = read_predictions(store)
+    assert list(rows[0]) == ["index", "image", "label", "prediction", "confidence", "top5", "target"]
+    maps = load_maps(maps_path(store, "gradcam"))
+    assert len(rows) == len(maps["maps"]) == len(maps["indices"]) == 60  # 25% of 240, seeded
+    assert [int(r["index"]) for r in rows] == maps["indices"]
+    assert [int(r["target"]) for r in rows] == maps["targets"] == [int(r["label"]) for r in rows]
+    assert maps["class_source"] == "gt" and tuple(maps["maps"].shape[1:]) == (3, 3)
+    assert float(maps["maps"].min()) >= 0 and float(maps["maps"].max()) <= 1
+
+    # accuracies against a direct computation with the model on the same seeded subset
+    model, config = load_trained_model(str(trained_runs["ca"]))
+    data = trained_runs["data"]
+    dataset = build_dataset(data / "images", data / "val.csv", config["imsize"], train=False, mean=config["mean"],
+                            std=config["std"])
+    indices = subset_indices(len(dataset), 0.25, 0)
+    assert [int(r["index"]) for r in rows] == indices
+    images = torch.stack([dataset[i][0] for i in indices])
+    labels = torch.tensor([dataset[i][1] for i in indices])
+    with torch.no_grad():
+        logits = model(images)
+    top1 = 100.0 * (logits.argmax(1) == labels).float().mean().item()
+    top5 = 100.0 * (logits.topk(5, 1).indices == labels[:, None]).any(1).float().mean().item()
+    import json
+    report = json.loads((store / "classification.json").read_text())
+    assert report["top1"] == pytest.approx(top1, abs=1e-6) and report["top5"] == pytest.approx(top5, abs=1e-6)
+    assert report["count"] == 60 and report["subset"]["fraction"] == 0.25
+    assert [int(r["prediction"]) for r in rows] == logits.argmax(1).tolist()
+    assert [r["image"] for r in rows] == [dataset.samples[i][0] for i in indices]
+    confidences = np.array([float(r["confidence"]) for r in rows])
+    np.testing.assert_allclose(confidences, logits.softmax(1).max(1).values.numpy(), atol=6e-5)
+    per_class = {c["name"]: c for c in report["per_class"]}
+    assert set(per_class) <= set(config["class_names"]) and sum(c["count"] for c in per_class.values()) == 60
+
+
+# --------------------------------------------------------------------------------------------------
+# saliency quality, batching, distribution
+
+
+def test_maps_hit_the_object_far_more_often_than_random(full_eval):
+    report = full_eval["report"]
+    located = report["localization"]
+    scores = located["methods"]
+    print("\npointing game / energy pointing game (%), mean mask area "
+          f"{located['mean_mask_area']:.1f}%, top-1 {report['top1']:.1f}%:",
+          {name: (round(s["pointing_game"], 1), round(s["energy_pointing_game"], 1)) for name, s in scores.items()})
+    assert located["count"] == 240
+    random = scores["random"]
+    assert random["pointing_game"] < 30
+    for name in ("gradcam", "attention", "attention_mean"):
+        assert scores[name]["pointing_game"] > random["pointing_game"] + 20, (name, scores)
+        assert scores[name]["energy_pointing_game"] > random["energy_pointing_game"], (name, scores)
+    assert (full_eval["store"] / "overlays.png").is_file()
+
+
+def test_batched_equals_one_by_one(trained_runs, full_eval, tmp_path):
+    indexes = ["3", "17", "42", "64", "99", "130", "181", "239"]
+    common = ["--state_root", str(trained_runs["ca"]), "--salient", "--method", *METHODS, "--workers", "0",
+              "--indexes", *indexes, "--n_overlays", "0"]
+    recognition_imagenet.main([*common, "--store_dir", str(tmp_path / "b8"), "--batch_size", "8"])
+    recognition_imagenet.main([*common, "--store_dir", str(tmp_path / "b1"), "--batch_size", "1"])
+    assert read_predictions(tmp_path / "b8") == read_predictions(tmp_path / "b1")
+    assert [int(r["index"]) for r in read_predictions(tmp_path / "b1")] == [int(i) for i in indexes]
+    full = {r["index"]: r for r in read_predictions(full_eval["store"])}
+    for method in METHODS:
+        batched, single = (load_maps(maps_path(tmp_path / run, method)) for run in ("b8", "b1"))
+        torch.testing.assert_close(batched["maps"], single["maps"], atol=1e-5, rtol=0)
+        # the same rows of the whole-list run (batch 60) agree too
+        reference = load_maps(maps_path(full_eval["store"], method))
+        rows = [reference["indices"].index(int(i)) for i in indexes]
+        torch.testing.assert_close(reference["maps"][rows], single["maps"], atol=1e-5, rtol=0)
+    assert [full[i] for i in indexes] == read_predictions(tmp_path / "b1")
+
+
+def test_two_processes_equal_one(trained_runs, tmp_path):
+    flags = [*readme_flags(trained_runs, tmp_path / "ddp"), "--method", "gradcam", "attention_mean", "random",
+             "--workers", "0", "--n_overlays", "2"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = run_script(flags, {"OMP_NUM_THREADS": "1"}, launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single_flags = [*readme_flags(trained_runs, tmp_path / "single"), "--method", "gradcam", "attention_mean",
+                    "random", "--workers", "0", "--n_overlays", "2"]
+    report = recognition_imagenet.main(single_flags)
+    assert report["world_size"] == 1
+    assert (tmp_path / "ddp" / "predictions.csv").read_text() == (tmp_path / "single" / "predictions.csv").read_text()
+    for method in ("gradcam", "attention_mean", "random"):
+        ddp, single = (load_maps(maps_path(tmp_path / run, method)) for run in ("ddp", "single"))
+        assert ddp["indices"] == single["indices"] and ddp["targets"] == single["targets"]
+        torch.testing.assert_close(ddp["maps"], single["maps"], atol=1e-6, rtol=0)
+    import json
+    ddp_report = json.loads((tmp_path / "ddp" / "classification.json").read_text())
+    assert ddp_report["world_size"] == 2
+    for key in ("top1", "top5", "count", "per_class", "subset"):
+        assert ddp_report[key] == report[key], key
+    for method, scores in report["localization"]["methods"].items():
+        assert ddp_report["localization"]["methods"][method] == pytest.approx(scores, abs=1e-6)
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+
+
+# --------------------------------------------------------------------------------------------------
+# user errors: one line each
+
+
+def test_index_out_of_range(trained_runs, tmp_path):
+    message = user_error(["--state_root", str(trained_runs["ca"]), "--indexes", "0", "240",
+                          "--store_dir", str(tmp_path)])
+    assert "--indexes" in message and "240" in message and "out of range" in message
+
+
+@pytest.mark.parametrize("fraction", ["0", "1.5", "-0.1"])
+def test_fraction_outside_unit_interval(trained_runs, tmp_path, fraction):
+    message = user_error(["--state_root", str(trained_runs["ca"]), "--fraction", fraction,
+                          "--store_dir", str(tmp_path)])
+    assert "--fraction" in message and "(0, 1]" in message
+
+
+def test_unknown_method_lists_the_known_ones(trained_runs, tmp_path):
+    message = user_error(["--state_root", str(trained_runs["ca"]), "--salient", "--method", "gradcam", "nocam",
+                          "--store_dir", str(tmp_path)])
+    assert "nocam" in message and all(name in message for name in ("gradcam", "scorecam", "attention", "random"))
+
+
+def test_checkpoint_of_another_class_count(trained_runs, tmp_path):
+    message = user_error(["--state_root", str(trained_runs["ca"]), "--classes", "7", "--store_dir", str(tmp_path)])
+    assert "7" in message and "6 classes" in message
+
+
+def test_checkpoint_of_another_class_count_from_a_weights_file(trained_runs, tmp_path):
+    # a bare weights file (no config.json next to it): the model is built from the flags, the load refuses
+    weights = tmp_path / "weights" / "ca.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes((trained_runs["ca"] / "model.safetensors").read_bytes())
+    message = user_error(["--state_root", str(weights), "--model", "tf_efficientnet_lite0", "--pool", "ca",
+                          "--classes", "7", "--imsize", "96", "--store_dir", str(tmp_path / "out")])
+    assert "6 classes" in message and "7" in message
+
+
+def test_attention_of_a_gap_model_is_one_line(trained_runs, tmp_path):
+    message = user_error(["--state_root", str(trained_runs["gap"]), "--salient", "--method", "attention",
+                          "--store_dir", str(tmp_path)])
+    assert "--pool ca" in message
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers without a model
+
+
+def test_indexes_from_arguments_or_a_file(tmp_path):
+    assert parse_indexes(None) is None
+    assert parse_indexes(["5", "2", "5"]) == [2, 5]
+    listing = tmp_path / "rows.txt"
+    listing.write_text("# rows to explain\n7, 3\n11\n")
+    assert parse_indexes([str(listing)]) == [3, 7, 11]
+    with pytest.raises(ValueError, match="neither an integer nor a file"):
+        parse_indexes(["missing.txt"])
+    with pytest.raises(ValueError, match="not an integer"):
+        parse_indexes(["1", "x"])
+
+
+def test_evaluated_indices_are_seeded_and_in_dataset_order():
+    assert evaluated_indices(10, 1.0, 0) == list(range(10))
+    subset = evaluated_indices(100, 0.3, 4)
+    assert subset == sorted(subset) and len(subset) == 30 and subset == evaluated_indices(100, 0.3, 4)
+    assert evaluated_indices(100, 0.5, 0, [9, 1, 50, 9]) in ([1, 9], [1, 50], [9, 50])
+    with pytest.raises(ValueError, match="out of range"):
+        evaluated_indices(10, 1.0, 0, [10])
