@@ -195,7 +195,16 @@ def test_pickled_code_in_checkpoint_is_not_executed(tmp_path):
         load_backbone_weights(create_model("resnet18"), path)
 
 
-def test_every_supported_backbone_builds_with_every_head():
+@pytest.mark.parametrize("name", SUPPORTED_BACKBONES)
+def test_every_supported_backbone_builds_a_stream(name):
+    # Construction runs a probe forward through the backbone to read the tapped widths.
+    model = create_model(name, pool="ca", num_classes=3)
+    assert model.stream.dims[-1] == model.backbone.num_features
+    assert len(model.stream.blocks) == len(model.taps) + 1
+
+
+@pytest.mark.slow
+def test_every_supported_backbone_runs_with_every_head():
     x = torch.randn(1, 3, 64, 64)
     for name in SUPPORTED_BACKBONES:
         if name in ("resnet152", "convnext_base", "wide_resnet50_2", "resnet101"):

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from .cli import add_config_argument, add_model_arguments, load_trained_model, parse_args
-from .data import DEFAULT_CROP_PCT, IMAGES_DIRNAME, MASKS_DIRNAME, build_dataset, check_indexes, load_mask, \
-    subset_indices, transform_mask
-from .metrics import (PROTOCOLS, energy_pointing_game, evaluate_batch, get_protocol, pointing_game, predict)
+from .data import DEFAULT_CROP_PCT, IMAGES_DIRNAME, MASKS_DIRNAME, build_dataset, load_mask, subset_indices, \
+    transform_mask
+from .metrics import PROTOCOLS, energy_pointing_game, evaluate_batch, get_protocol, pointing_game, predict
+from .recognition import (_run_pool, build_methods, compute_maps, default_store_dir, evaluated_indices, method_names,
+                          parse_indexes)
 from .report import MAPS_PREFIX, library_versions, load_maps, maps_path, save_curve_panels, save_curve_plot, \
     save_maps, save_report, write_csv
 
@@ -53,7 +55,9 @@ def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
 
     ev = parser.add_argument_group("Evaluation settings")
     ev.add_argument("--use_gpu", action="store_true", help="evaluate on CUDA (cuda:LOCAL_RANK under torchrun/SLURM)")
-    ev.add_argument("--store_dir", default="Evaluation", help="where metrics.csv, summary.json and the plots go")
+    ev.add_argument("--store_dir", default=None,
+                    help="where metrics.csv, summary.json and the plots go (default: Evaluation/<run folder name>, "
+                         "as recognition_imagenet.py)")
     ev.add_argument("--saliency_dir", default=None,
                     help="folder with recognition_imagenet.py's saliency_<method>.npz (default: --store_dir; "
                          "when given, every --method must have its file there unless --compute)")
@@ -89,8 +93,9 @@ def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
     data.add_argument("--batch_size", type=int, default=64,
                       help="images per batch, also the bound on images x steps forwarded at once")
     data.add_argument("--fraction", type=float, default=1.0, help="seeded random fraction of the rows to evaluate")
-    data.add_argument("--indexes", type=int, nargs="+", default=None, help="dataset rows to evaluate")
-    data.add_argument("--seed", type=int, default=0, help="seed of --fraction")
+    data.add_argument("--indexes", nargs="+", default=None,
+                      help="dataset rows to evaluate (0-based), or a file of them; --fraction then samples them")
+    data.add_argument("--seed", type=int, default=0, help="seed of --fraction and of the random baseline")
     data.add_argument("--workers", type=int, default=2, help="data loading processes per rank")
     data.add_argument("--imsize", type=int, default=None, help="evaluation image size (default: the run's config.json)")
     data.add_argument("--crop_pct", type=float, default=DEFAULT_CROP_PCT,
@@ -152,8 +157,6 @@ def _read_source(method: str, path: Path) -> Source:
 
 def resolve_sources(args: argparse.Namespace) -> list[Source]:
     """One :class:`Source` per method: saved files where present (unless ``--compute``), else computed."""
-    from .saliency import canonical_name
-
     explicit_dir = args.saliency_dir is not None
     folder = Path(args.saliency_dir if explicit_dir else args.store_dir)
     if args.method is None and not args.compute:
@@ -163,7 +166,7 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
                 f"no saliency maps in {folder} (looked for {MAPS_PREFIX}<method>.npz): run recognition_imagenet.py "
                 f"--salient --store_dir {folder} first, or give --method {DEFAULT_METHOD} [...] to compute them")
         return [_read_source(_file_method(path), path) for path in found]
-    methods = list(dict.fromkeys(canonical_name(m) for m in (args.method or [DEFAULT_METHOD])))
+    methods = method_names(args.method or [DEFAULT_METHOD])
     sources = []
     for method in methods:
         path = maps_path(folder, method)
@@ -181,9 +184,11 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
 def select_rows(args: argparse.Namespace, sources: Sequence[Source], num_images: int, labels: Sequence[int]
                 ) -> tuple[list[int], Optional[dict[int, int]], str]:
     """The dataset rows to evaluate (ascending), their classes when fixed in advance (None: predicted on the
-    fly) and the class source."""
-    if args.indexes is not None and args.fraction != 1:
-        raise ValueError("give --fraction or --indexes, not both")
+    fly) and the class source. Rows: a saliency file's (else every row), restricted to ``--indexes``, then a
+    seeded ``--fraction`` of them, as recognition_imagenet.py picks them."""
+    if not 0 < args.fraction <= 1:
+        raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
+    indexes = parse_indexes(args.indexes)
     files = [s for s in sources if s.from_file]
     protocol_source = get_protocol(args.protocol).class_source
     if files:
@@ -201,17 +206,18 @@ def select_rows(args: argparse.Namespace, sources: Sequence[Source], num_images:
                              f"--class_source {args.class_source} was asked: regenerate them with the same class "
                              f"source, or add --compute")
         available = sorted(first.rows)
+        if not available:
+            raise ValueError(f"{first.path} holds no maps")
         for index in available:
             if not 0 <= index < num_images:
                 raise ValueError(f"{first.path} has a map for dataset row {index}, but the dataset has {num_images} "
                                  f"images: were the maps made with other --root_data/--path_lbl?")
-        if args.indexes is not None:
-            missing = sorted(set(args.indexes) - set(first.rows))
+        if indexes is not None:
+            missing = sorted(set(indexes) - set(first.rows))
             if missing:
                 raise ValueError(f"--indexes: {len(missing)} rows have no map in {first.path} (first: {missing[:5]})")
-            rows = sorted(set(args.indexes))
-        else:
-            rows = [available[i] for i in subset_indices(len(available), args.fraction, args.seed)]
+            available = indexes
+        rows = [available[i] for i in subset_indices(len(available), args.fraction, args.seed)]
         targets = {i: first.targets[first.rows[i]] for i in rows}
         if class_source == "gt":
             wrong = [i for i in rows if targets[i] != labels[i]]
@@ -221,11 +227,7 @@ def select_rows(args: argparse.Namespace, sources: Sequence[Source], num_images:
                                  f"differ): were the maps made with another --path_lbl?")
         return rows, targets, class_source
     class_source = args.class_source or protocol_source
-    if args.indexes is not None:
-        check_indexes(args.indexes, num_images)
-        rows = sorted(set(args.indexes))
-    else:
-        rows = subset_indices(num_images, args.fraction, args.seed)
+    rows = evaluated_indices(num_images, args.fraction, args.seed, indexes)
     targets = {i: int(labels[i]) for i in rows} if class_source == "gt" else None
     return rows, targets, class_source
 
@@ -268,21 +270,21 @@ def _evaluate_shard(args, model, dataset, shard: list[int], sources: Sequence[So
     amp_dtype = AMP_DTYPES[args.amp]
     # the classes are decided here (given or predicted), so evaluate_batch is told them ('gt' = use these)
     given = dataclasses.replace(protocol, class_source="gt")
-    loader = DataLoader(Subset(dataset, shard), batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    loader = DataLoader(Subset(dataset, shard), batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
+                        pin_memory=device.type == "cuda")
     records: list[dict] = []
     computed: dict[str, list[torch.Tensor]] = {s.method: [] for s in sources if not s.from_file}
     start = 0
     for images, labels in tqdm(loader, desc="objrecon", unit="batch", disable=not show_progress, dynamic_ncols=True):
         rows = shard[start:start + len(images)]
         start += len(images)
-        images = images.to(device)
+        images = images.to(device, non_blocking=True)
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if targets is not None:
             batch_targets = torch.tensor([targets[i] for i in rows])
-        else:
-            batch_targets = predict(model, images, args.batch_size, amp_dtype=amp_dtype,
-                                    channels_last=args.channels_last)
+        else:  # the model's own (fp32) prediction: --amp and --channels_last are speed knobs, not a class choice
+            batch_targets = predict(model, images, args.batch_size)
         masks = None
         if mask_root is not None:
             masks = torch.stack([transform_mask(load_mask(mask_root, dataset.samples[i][0]), imsize, args.crop_pct,
@@ -293,7 +295,7 @@ def _evaluate_shard(args, model, dataset, shard: list[int], sources: Sequence[So
             if source.from_file:
                 maps = source.maps[[source.rows[i] for i in rows]]
             else:
-                maps = source.saliency(images, batch_targets.to(device)).detach().float().cpu()
+                maps = compute_maps(source.saliency, images, batch_targets.to(device), rows, args.seed).float().cpu()
                 computed[source.method].append(maps)
             out = evaluate_batch(model, images, maps, batch_targets, mean, std, given, args.batch_size,
                                  amp_dtype=amp_dtype, channels_last=args.channels_last)
@@ -310,12 +312,13 @@ def _image_metrics(out: dict[str, torch.Tensor], k: int) -> dict:
     metrics = {"target": int(out["target"][k]), "p": float(out["p"][k]), "o": float(out["o"][k]),
                "ad": float(out["ad"][k]), "ai": int(out["ai"][k]), "ag": float(out["ag"][k]),
                "insertion": float(out["insertion_auc"][k]), "deletion": float(out["deletion_auc"][k]),
-               "insertion_curve": out["insertion_curve"][k].tolist(),
-               "deletion_curve": out["deletion_curve"][k].tolist()}
+               # arrays, not lists: compact in memory and in the gather (all_gather_object pickles them)
+               "insertion_curve": out["insertion_curve"][k].numpy(),
+               "deletion_curve": out["deletion_curve"][k].numpy()}
     for mode in ("positive", "negative"):
         correct = out[f"{mode}_perturbation"][k]
         metrics[f"{mode}_perturbation"] = float(correct.double().mean())
-        metrics[f"{mode}_perturbation_curve"] = correct.int().tolist()
+        metrics[f"{mode}_perturbation_curve"] = correct.numpy()
     if "pointing_game" in out:
         metrics["pointing_game"] = int(out["pointing_game"][k])
         metrics["energy_pointing_game"] = float(out["energy_pointing_game"][k])
@@ -339,11 +342,11 @@ def summarize_records(records: Sequence[dict], methods: Sequence[str], fractions
         summary["p"] = float(np.mean([m["p"] for m in per_image])) if per_image else math.nan
         summary["o"] = float(np.mean([m["o"] for m in per_image])) if per_image else math.nan
         for mode in ("positive", "negative"):
-            accuracy = np.mean([m[f"{mode}_perturbation_curve"] for m in per_image], axis=0) * 100
+            accuracy = np.stack([m[f"{mode}_perturbation_curve"] for m in per_image]).mean(0, dtype=np.float64) * 100
             summary[f"{mode}_perturbation_accuracy"] = dict(zip(map(str, fractions), accuracy.tolist()))
         summary["num_images"] = len(per_image)
         results[method] = summary
-        curves[method] = {mode: np.mean([m[f"{mode}_curve"] for m in per_image], axis=0).tolist()
+        curves[method] = {mode: np.stack([m[f"{mode}_curve"] for m in per_image]).mean(0, dtype=np.float64).tolist()
                           for mode in ("insertion", "deletion")}
     return results, curves
 
@@ -429,18 +432,18 @@ def write_plots(store_dir: Path, label: str, curves: dict, other: Optional[dict]
 def run(args: argparse.Namespace) -> dict:
     from .distributed import cleanup_distributed, gather_in_order, gather_tensors_in_order, setup_distributed, \
         shard_indices
-    from .saliency import create_saliency
-
     if args.use_gpu and not torch.cuda.is_available():
         raise ValueError("--use_gpu given but CUDA is not available (leave it out to evaluate on the CPU)")
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     began = time.perf_counter()
+    if args.store_dir is None:
+        args.store_dir = str(default_store_dir(args.state_root, args.model))
     other = load_summary(args.compare) if args.compare else None
     sources = resolve_sources(args)
     env, device = setup_distributed(args.use_gpu)
     try:
-        model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads)
+        model, config = load_trained_model(args.state_root, args.model, _run_pool(args), args.classes, args.heads)
         model.to(device)
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -450,9 +453,13 @@ def run(args: argparse.Namespace) -> dict:
                                 squash=args.squash)
         rows, targets, class_source = select_rows(args, sources, len(dataset), dataset.targets)
         protocol = dataclasses.replace(get_protocol(args.protocol), class_source=class_source)
+        if env.is_main and class_source != get_protocol(args.protocol).class_source:
+            print(f"note: the {_source_name(class_source)} class is explained and scored (the saliency file's or "
+                  f"--class_source), not the {_source_name(get_protocol(args.protocol).class_source)} class of "
+                  f"--protocol {args.protocol}", flush=True)
+        computed = build_methods(model, [s.method for s in sources if not s.from_file], args.engine, args.seed)
         for source in sources:
-            if not source.from_file:
-                source.saliency = create_saliency(source.method, model, engine=args.engine)
+            source.saliency = computed.get(source.method)
         mask_root = _masks_for(dataset, rows)
         shard = shard_indices(rows, env.rank, env.world_size)
         if env.is_main:
@@ -493,7 +500,7 @@ def run(args: argparse.Namespace) -> dict:
             "root_data": str(args.root_data) if args.root_data else f"built-in dataset ({dataset.root})",
             "list_file": str(getattr(dataset, "list_file", None) or ""),
             "dataset_images": len(dataset),
-            "fraction": args.fraction, "indexes": args.indexes, "seed": args.seed,
+            "fraction": args.fraction, "indexes": parse_indexes(args.indexes), "seed": args.seed,
             "indices_sha256": indices_hash(rows),
             "preprocessing": {"imsize": imsize, "crop_pct": None if args.squash else args.crop_pct,
                               "squash": args.squash, "mean": config["mean"], "std": config["std"]},
@@ -506,7 +513,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     summary = {"label": label, "protocol": card, "results": results, "curves": curves,
                "run": {"world_size": env.world_size, "batch_size": args.batch_size,
-                       "seconds": round(time.perf_counter() - began, 2), "argv": sys.argv[1:]}}
+                       "seconds": round(time.perf_counter() - began, 2), "argv": getattr(args, "argv", None)}}
     if other is not None:
         other.setdefault("label", Path(other["path"]).parent.name)
         if other["label"] == label:
@@ -532,12 +539,15 @@ def run(args: argparse.Namespace) -> dict:
 def _probe_map_size(sources, method, dataset, device) -> tuple[int, int]:
     """Native map size of a computed method, from one image (only needed by a rank with an empty shard)."""
     source = next(s for s in sources if s.method == method)
-    image = dataset[0][0][None].to(device)
-    return tuple(source.saliency(image).shape[1:])
+    image, label = dataset[0]
+    return tuple(compute_maps(source.saliency, image[None].to(device), torch.tensor([label], device=device), [0]
+                              ).shape[1:])
 
 
 def main(argv: Optional[Sequence[str]] = None, description: Optional[str] = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(build_parser(description), argv)
+    args.argv = argv
     try:
         return run(args)
     except (ValueError, OSError) as error:

@@ -1,0 +1,181 @@
+"""The paper's comparison (GAP vs CA-Stream) end to end with the project's own CLIs, at CPU scale.
+
+For each seed: (1) train a GAP model; (2) build the CA model from it (--init_from), freeze backbone and
+classifier, train the stream; (3) recognition + saliency for both; (4) AD/AI/AG, insertion/deletion (and the
+pointing game where masks exist) for both. Then (5) a results table in the poster's shape (rows: method x
+pooling; columns: accuracy, AD, AI, AG, insertion, deletion) as mean +- spread over the seeds, a plot of the
+mean insertion/deletion curves (GAP vs CA), written to <out>/results.md, results.csv, results.json, curves.png.
+
+    python routines/experiments/compare.py --dataset builtin --seeds 0 1
+    python routines/experiments/compare.py --dataset fashion_mnist --seeds 0 1     # installs the Debian data
+Rerunning regenerates the table; finished steps (their output files exist) are reused unless --fresh.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from utils.checkpoint import atomic_write_text, save_json  # noqa: E402
+from utils.report import save_curve_plot, write_csv  # noqa: E402
+
+COLUMNS = (("Acc", "accuracy"), ("AD", "ad"), ("AI", "ai"), ("AG", "ag"), ("I", "insertion"), ("D", "deletion"),
+           ("PG", "pointing_game"))
+# The poster's ResNet-50 rows on ImageNet (reference only: other data, other scale).
+POSTER = {("gradcam", "gap"): (74.55, 13.04, 44.47, 17.56, 72.57, 13.24),
+          ("gradcam", "ca"): (74.70, 12.54, 48.56, 22.67, 75.53, 13.50),
+          ("gradcam++", "gap"): (74.55, 13.79, 42.08, 15.87, 72.32, 13.33),
+          ("gradcam++", "ca"): (74.70, 13.99, 44.60, 19.29, 75.21, 13.78),
+          ("scorecam", "gap"): (74.55, 8.83, 48.46, 17.97, 71.99, 14.31),
+          ("scorecam", "ca"): (74.70, 7.09, 54.20, 23.65, 74.91, 14.68)}
+
+
+def run(command: list[str], log: Path) -> None:
+    """Runs one CLI step; its output goes to ``log`` and a failure stops the experiment with the log's tail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log.open("w") as file:
+        result = subprocess.run([sys.executable, *command], cwd=REPO, stdout=file, stderr=subprocess.STDOUT)
+    tail = log.read_text().strip().splitlines()[-1:] or [""]
+    if result.returncode:
+        raise SystemExit(f"error: step failed ({' '.join(command[:1])}), see {log}: {tail[0]}")
+    print(f"  {' '.join(command[:1])} done in {time.perf_counter() - started:.0f}s ({log.name})", flush=True)
+
+
+def dataset_flags(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(training flags, evaluation flags) for the chosen dataset."""
+    if args.dataset == "builtin":
+        return [], []
+    from utils.data import fashion_mnist_available, prepare_fashion_mnist
+    if not fashion_mnist_available():
+        print("installing Debian's dataset-fashion-mnist ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], check=True)
+    root = prepare_fashion_mnist(args.out / "fashion_mnist_data", train_per_class=args.train_per_class,
+                                 val_per_class=args.val_per_class, seed=0, imsize=args.imsize)
+    images = str(root / "images")
+    return (["--root_data", images, "--path_list", str(root / "train.csv"), "--val_list", str(root / "val.csv")],
+            ["--root_data", images, "--path_lbl", str(root / "val.csv")])
+
+
+def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_data: list[str]) -> dict:
+    folder = args.out / f"seed{seed}"
+    common = ["--model", args.backbone, "--imsize", str(args.imsize), "--seed", str(seed), "--workers", "0",
+              "--batch_size", str(args.batch_size), *train_data]
+    steps = {
+        "gap": ["main_INets.py", *common, "--epochs", str(args.epochs), "--store_dir", str(folder / "gap")],
+        "ca": ["main_INets.py", *common, "--epochs", str(args.stream_epochs), "--pool", "ca", "--freeze",
+               "--init_from", str(folder / "gap"), "--lr", str(args.stream_lr), "--store_dir", str(folder / "ca")],
+    }
+    for pool, command in steps.items():
+        if args.fresh or not (folder / pool / "model.safetensors").is_file():
+            run(command, folder / "logs" / f"train_{pool}.log")
+    results = {}
+    for pool in ("gap", "ca"):
+        methods = [m for m in args.methods if pool == "ca" or not m.startswith("attention")]
+        evaluation = folder / f"eval_{pool}"
+        if args.fresh or not (evaluation / "classification.json").is_file():
+            run(["recognition_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
+                 "--batch_size", str(args.batch_size), "--fraction", str(args.eval_fraction), "--seed", "0",
+                 "--salient", "--method", *methods, "--n_overlays", "8", "--workers", "0", *eval_data],
+                evaluation / "recognition.log")
+        if args.fresh or not (evaluation / "summary.json").is_file():
+            run(["objrecon_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
+                 "--batch_size", str(args.batch_size), "--method", *methods, "--label", pool, *eval_data],
+                evaluation / "objrecon.log")
+        classification = json.loads((evaluation / "classification.json").read_text())
+        summary = json.loads((evaluation / "summary.json").read_text())
+        results[pool] = {"accuracy": classification["top1"], "metrics": summary["results"],
+                         "curves": summary["curves"], "protocol": summary["protocol"]}
+    return results
+
+
+def aggregate(per_seed: dict[int, dict], methods: list[str]) -> list[dict]:
+    """One row per (method, pooling): mean and spread (max - min over seeds) of every column."""
+    rows = []
+    for method in methods:
+        for pool in ("gap", "ca"):
+            if pool == "gap" and method.startswith("attention"):
+                continue
+            row = {"method": method, "pooling": pool, "seeds": len(per_seed)}
+            for _, key in COLUMNS:
+                values = [r[pool]["accuracy"] if key == "accuracy" else r[pool]["metrics"][method].get(key)
+                          for r in per_seed.values()]
+                values = [v for v in values if v is not None]
+                if values:
+                    row[key] = float(np.mean(values))
+                    row[f"{key}_spread"] = float(np.max(values) - np.min(values))
+            rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], title: str) -> str:
+    present = [(name, key) for name, key in COLUMNS if any(key in r for r in rows)]
+    lines = [f"**{title}** (mean over seeds, +- half the max-min spread)", "",
+             "| method | pooling | " + " | ".join(name for name, _ in present) + " |",
+             "|---|---|" + "---|" * len(present)]
+    for row in rows:
+        cells = [f"{row[key]:.2f} +- {row[key + '_spread'] / 2:.2f}" if key in row else "" for _, key in present]
+        lines.append(f"| {row['method']} | {row['pooling'].upper()} | " + " | ".join(cells) + " |")
+    lines += ["", "Poster (ResNet-50, ImageNet; reference only):", "",
+              "| method | pooling | Acc | AD | AI | AG | I | D |", "|---|---|---|---|---|---|---|---|"]
+    for (method, pool), values in POSTER.items():
+        lines.append(f"| {method} | {pool.upper()} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("builtin", "fashion_mnist"), default="builtin")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--imsize", type=int, default=96)
+    parser.add_argument("--epochs", type=int, default=3, help="GAP fine-tuning epochs")
+    parser.add_argument("--stream_epochs", type=int, default=3, help="CA stream epochs (frozen backbone)")
+    parser.add_argument("--stream_lr", type=float, default=3e-3)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--eval_fraction", type=float, default=0.25, help="fraction of the validation set scored")
+    parser.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++", "scorecam", "attention"])
+    parser.add_argument("--train_per_class", type=int, default=200, help="Fashion-MNIST training images per class")
+    parser.add_argument("--val_per_class", type=int, default=40, help="Fashion-MNIST validation images per class")
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments/<dataset>")
+    parser.add_argument("--fresh", action="store_true", help="rerun every step even when its outputs exist")
+    args = parser.parse_args()
+    args.out = args.out or REPO / "runs" / "experiments" / args.dataset
+    if args.fresh and args.out.exists():
+        shutil.rmtree(args.out)
+    started = time.perf_counter()
+    train_data, eval_data = dataset_flags(args)
+    per_seed = {}
+    for seed in args.seeds:
+        print(f"seed {seed}", flush=True)
+        per_seed[seed] = run_seed(args, seed, train_data, eval_data)
+    rows = aggregate(per_seed, args.methods)
+    minutes = (time.perf_counter() - started) / 60
+    title = (f"{args.dataset}, {args.backbone} at {args.imsize}px, seeds {' '.join(map(str, args.seeds))}, "
+             f"{minutes:.1f} min")
+    write_csv(args.out / "results.csv", rows)
+    save_json(args.out / "results.json", {"setup": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                          "per_seed": {str(s): {p: {k: v for k, v in r.items() if k != "curves"}
+                                                                 for p, r in res.items()}
+                                                       for s, res in per_seed.items()},
+                                          "minutes": minutes})
+    atomic_write_text(args.out / "results.md", markdown_table(rows, title))
+    method = args.methods[0]
+    for mode in ("insertion", "deletion"):
+        curves = {f"{method} / {pool.upper()}": np.mean([r[pool]["curves"][method][mode] for r in per_seed.values()],
+                                                       axis=0) for pool in ("gap", "ca")}
+        save_curve_plot(args.out / f"curves_{mode}.png", curves, f"{mode} ({args.dataset}, mean over seeds)")
+    print((args.out / "results.md").read_text())
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

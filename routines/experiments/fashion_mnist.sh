@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# GAP vs CA-Stream on Fashion-MNIST (real photographs of clothing; Debian's dataset-fashion-mnist, installed
+# when missing), two seeds, CPU.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python routines/experiments/compare.py --dataset fashion_mnist --seeds 0 1 "$@"

@@ -1,0 +1,30 @@
+"""The paper's comparison, shrunken (one seed, one epoch, a few images): every cell of the table is filled."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_shrunken_comparison_fills_every_cell(tmp_path):
+    out = tmp_path / "experiment"
+    result = subprocess.run(
+        [sys.executable, "routines/experiments/compare.py", "--dataset", "builtin", "--seeds", "0", "--epochs", "1",
+         "--stream_epochs", "1", "--imsize", "64", "--eval_fraction", "0.05", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    expected = {("gradcam", "gap"), ("gradcam", "ca"), ("gradcam++", "gap"), ("gradcam++", "ca"),
+                ("scorecam", "gap"), ("scorecam", "ca"), ("attention", "ca")}
+    assert {(r["method"], r["pooling"]) for r in rows} == expected
+    for row in rows:
+        for key in ("accuracy", "ad", "ai", "ag", "insertion", "deletion", "pointing_game"):
+            assert math.isfinite(row[key]), (row["method"], row["pooling"], key)
+    table = (out / "results.md").read_text()
+    assert "| gradcam | CA |" in table and "nan" not in table
+    assert (out / "curves_insertion.png").is_file() and (out / "curves_deletion.png").is_file()
