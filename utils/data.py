@@ -49,6 +49,7 @@ _HEADERS = {("path", "label"), ("file", "label")}
 BUILTIN_VERSION = 1
 BUILTIN_CLASSES = ("disc", "square", "triangle", "star", "cross", "ring")
 BUILTIN_IMSIZE = 64
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights
 # shapes are drawn near upright: a small CNN trained for a few epochs from scratch cannot also
 # learn rotation invariance from a few hundred images per class
 MAX_TILT = math.radians(20)
@@ -318,6 +319,7 @@ def _ensure_generated(root: Path, manifest: dict, generate: Callable[[Path], Non
                               f"remove it or choose another root")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared like any data folder
     try:
         generate(tmp)
         (tmp / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -406,23 +408,34 @@ def _cluttered_background(rng: np.random.Generator, imsize: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float64) / 255
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, tries: int = 20) -> np.ndarray:
-    """A random colour far from ``background`` (so the object stays visible), best of ``tries``."""
-    candidates = rng.uniform(0, 1, (tries, 3))
-    distances = np.linalg.norm(candidates - background, axis=1)
-    good = np.flatnonzero(distances >= 0.6)
-    return candidates[good[0] if good.size else distances.argmax()]
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, min_contrast: float = 0.3) -> np.ndarray:
+    """A random colour whose luminance differs from ``background``'s by at least ``min_contrast``.
+
+    Luminance, not RGB distance: a clear light/dark edge is what a CNN picks up first, while hue
+    (and whether the object is the darker or the lighter side) stays random.
+    """
+    background_luma = float(background @ _LUMA)
+    darker = max(background_luma - min_contrast, 0.0)  # room below and above the background
+    brighter = max(1 - background_luma - min_contrast, 0.0)
+    position = rng.uniform(0, darker + brighter)
+    target = position if position < darker else 1 - (position - darker)
+    colour = rng.uniform(0, 1, 3)
+    luma = float(colour @ _LUMA)
+    # scale towards black or white: keeps the hue, reaches the target luminance exactly (luma is linear)
+    if luma > target:
+        return colour * target / luma
+    return 1 - (1 - colour) * (1 - target) / (1 - luma)
 
 
 def render_builtin_image(
         rng: np.random.Generator, shape: str, imsize: int = BUILTIN_IMSIZE, supersample: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One image: ``shape`` at a random place, scale (30-45% of the side), tilt (+-20 degrees) and colour.
+    """One image: ``shape`` at a random place, scale (30-50% of the side), tilt (+-20 degrees) and colour.
 
     Returns (uint8 RGB (imsize, imsize, 3), bool mask (imsize, imsize)).
     """
     image = _cluttered_background(rng, imsize)
-    radius = rng.uniform(0.15, 0.225) * imsize
+    radius = rng.uniform(0.15, 0.25) * imsize
     cx, cy = rng.uniform(radius, imsize - radius, 2)
     # drawn supersampled and box-filtered: smooth edges, and the mask is the >= 50% coverage area
     alpha_canvas = Image.new("L", (imsize * supersample, imsize * supersample), 0)

@@ -457,9 +457,9 @@ def run(args: argparse.Namespace) -> dict:
             print(f"note: the {_source_name(class_source)} class is explained and scored (the saliency file's or "
                   f"--class_source), not the {_source_name(get_protocol(args.protocol).class_source)} class of "
                   f"--protocol {args.protocol}", flush=True)
-        computed = build_methods(model, [s.method for s in sources if not s.from_file], args.engine, args.seed)
+        built = build_methods(model, [s.method for s in sources if not s.from_file], args.engine, args.seed)
         for source in sources:
-            source.saliency = computed.get(source.method)
+            source.saliency = built.get(source.method)
         mask_root = _masks_for(dataset, rows)
         shard = shard_indices(rows, env.rank, env.world_size)
         if env.is_main:
@@ -472,10 +472,8 @@ def run(args: argparse.Namespace) -> dict:
         saved_maps = {}
         if args.save_maps:
             for method, parts in computed.items():
-                local = torch.cat(parts) if parts else torch.zeros(0, 1, 1)
-                if not parts:  # an empty shard still has to join the collective with the right trailing shape
-                    size = next((s.maps.shape[1:] for s in sources if s.from_file), None)
-                    local = torch.zeros(0, *(size or _probe_map_size(sources, method, dataset, device)))
+                # an empty shard still joins the collective, with the method's map size
+                local = torch.cat(parts) if parts else torch.zeros(0, *_probe_map_size(sources, method, dataset, device))
                 saved_maps[method] = gather_tensors_in_order(local, shard, order=rows)
     finally:
         cleanup_distributed()
@@ -551,4 +549,4 @@ def main(argv: Optional[Sequence[str]] = None, description: Optional[str] = None
     try:
         return run(args)
     except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
+        raise SystemExit(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None

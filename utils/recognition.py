@@ -2,8 +2,8 @@
 
 One pass over the evaluated images (a seeded ``--fraction`` of the list, or ``--indexes``): top-1 / top-5
 predictions and, with ``--salient``, one map per image and method for one target class per image (the label,
-or the prediction with ``--pred``). Under torchrun / SLURM every rank takes a strided shard; rank 0 gathers
-predictions and maps in dataset order and writes everything, so the files equal a single process's:
+or the prediction with ``--pred``). Under torchrun / SLURM every rank takes every world_size-th batch; rank 0
+gathers predictions and maps in dataset order and writes everything, so the files equal a single process's:
 
     <store_dir>/predictions.csv        index,image,label,prediction,confidence,top5,target (dataset order)
     <store_dir>/classification.json    accuracies, per-class accuracy, subset, protocol, localisation
@@ -133,6 +133,17 @@ def default_store_dir(state_root: Optional[str], model: Optional[str]) -> Path:
 
 # --------------------------------------------------------------------------------------------------
 # the pass over the data
+
+
+def shard_batches(indices: Sequence[int], batch_size: int, rank: int, world_size: int) -> list[int]:
+    """This rank's rows: whole batches of the single-process run (``shard_indices`` over the batch list).
+
+    Every image is then computed in the same batch, at the same position, as in a single process, so the
+    gathered output is bitwise the single-process output: CPU kernels (oneDNN) give results that depend on
+    the batch size and on the position in the batch at the 1e-6 level, which a sharding by image would expose.
+    """
+    batches = [list(indices[start:start + batch_size]) for start in range(0, len(indices), batch_size)]
+    return [index for batch in shard_indices(batches, rank, world_size) for index in batch]
 
 
 def _random_seed(seed: int, index: int) -> int:
@@ -311,7 +322,7 @@ def run_recognition(args: argparse.Namespace) -> dict:
     try:
         model.to(device)
         methods = build_methods(model, names, args.engine, args.seed)
-        local = shard_indices(indices, env.rank, env.world_size)
+        local = shard_batches(indices, args.batch_size, env.rank, env.world_size)
         with _closing(methods):
             rows, maps = evaluate_shard(model, dataset, local, methods, device, args.batch_size, args.workers,
                                         args.pred, args.seed, progress=env.is_main)
@@ -388,6 +399,6 @@ def _print_summary(report: dict, store_dir: Path) -> None:
 
 
 __all__ = ["CLASS_SOURCES", "PREDICTION_FIELDS", "build_methods", "classification_summary", "compute_maps",
-           "default_store_dir", "evaluate_shard", "evaluated_indices", "localization", "method_names",
+           "default_store_dir", "evaluate_shard", "evaluated_indices", "shard_batches", "localization", "method_names",
            "parse_indexes", "run_recognition"]
 
