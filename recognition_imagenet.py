@@ -1,4 +1,4 @@
-"""Classification and saliency generation: accuracy of a trained model and its explanations.
+r"""Classification and saliency generation: accuracy of a trained model and its explanations.
 
     python recognition_imagenet.py --state_root runs/ca --salient --method gradcam attention random
     python recognition_imagenet.py --state_root [run folder or weights file] --store_dir [path_to_evaluate] \

@@ -205,8 +205,10 @@ def test_builtin_masks_align_with_objects(builtin_root):
         inside = image[mask].mean(axis=0)
         border = image[grown & ~mask].mean(axis=0)
         assert np.linalg.norm(inside - border) > 40, rel_path
-        # the object is one colour plus noise, so it varies less than its surroundings
-        assert image[mask].std(axis=0).mean() < 25
+        # inside its anti-aliased edge the object is one colour plus noise
+        core = mask & np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
+        if core.sum() >= 5:  # thin rings at 32 px may have no interior pixels
+            assert image[core].std(axis=0).mean() < 15, rel_path
 
 
 def test_builtin_deterministic(tmp_path, builtin_root):
@@ -310,7 +312,7 @@ def test_imagenet_val_list():
     assert len(rows) == 50_000
     assert [label for _, label in rows[:5]] == [65, 970, 230, 809, 516]
     assert rows[0][0] == "ILSVRC2012_val_00000001.JPEG" and rows[-1][0] == "ILSVRC2012_val_00050000.JPEG"
-    assert set(Counter(label for _, label in rows).values()) == {50} and len({l for _, l in rows}) == 1000
+    assert set(Counter(label for _, label in rows).values()) == {50} and len({label for _, label in rows}) == 1000
 
 
 def test_imagenet_val_list_regenerates_identically(tmp_path):

@@ -111,8 +111,8 @@ def test_readme_example(trained_runs, tmp_path):
     assert [int(r["index"]) for r in rows] == indices
     images = torch.stack([dataset[i][0] for i in indices])
     labels = torch.tensor([dataset[i][1] for i in indices])
-    with torch.no_grad():
-        logits = model(images)
+    with torch.no_grad():  # in the run's batches of 16: CPU kernels' results depend on the batch size
+        logits = torch.cat([model(images[start:start + 16]) for start in range(0, len(indices), 16)])
     top1 = 100.0 * (logits.argmax(1) == labels).sum().item() / len(indices)
     top5 = 100.0 * (logits.topk(5, 1).indices == labels[:, None]).any(1).sum().item() / len(indices)
     report = json.loads((store / "classification.json").read_text())
@@ -121,7 +121,7 @@ def test_readme_example(trained_runs, tmp_path):
     assert [int(r["prediction"]) for r in rows] == logits.argmax(1).tolist()
     assert [r["image"] for r in rows] == [dataset.samples[i][0] for i in indices]
     confidences = np.array([float(r["confidence"]) for r in rows])
-    np.testing.assert_allclose(confidences, logits.softmax(1).max(1).values.numpy(), atol=6e-5)
+    np.testing.assert_allclose(confidences, logits.softmax(1).max(1).values.numpy(), atol=6e-7)
     per_class = {c["name"]: c for c in report["per_class"]}
     assert set(per_class) <= set(config["class_names"]) and sum(c["count"] for c in per_class.values()) == expected
 
@@ -186,7 +186,12 @@ def test_two_processes_equal_one(trained_runs, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     single_flags = [*readme_flags(trained_runs, tmp_path / "single"), "--method", "gradcam", "attention_mean",
                     "random", "--workers", "0", "--n_overlays", "2"]
-    report = recognition_imagenet.main(single_flags)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: reductions may split differently over several threads
+    try:
+        report = recognition_imagenet.main(single_flags)
+    finally:
+        torch.set_num_threads(threads)
     assert report["world_size"] == 1
     assert (tmp_path / "ddp" / "predictions.csv").read_text() == (tmp_path / "single" / "predictions.csv").read_text()
     for method in ("gradcam", "attention_mean", "random"):

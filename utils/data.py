@@ -401,7 +401,7 @@ def _cluttered_background(rng: np.random.Generator, imsize: int) -> np.ndarray:
         x0, y0, x1, y1 = rng.uniform(0, imsize, 4)
         draw.line((x0, y0, x1, y1), fill=tuple(rng.integers(0, 256, 3).tolist()), width=line_width)
     for _ in range(rng.integers(1, 4)):
-        # blobs stay well below the smallest object (20% of the side) so they are never class-like
+        # blobs stay well below the smallest object (30% of the side) so they are never class-like
         cx, cy = rng.uniform(0, imsize, 2)
         rx, ry = rng.uniform(0.02, 0.06, 2) * imsize
         draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=tuple(rng.integers(0, 256, 3).tolist()))

@@ -17,6 +17,7 @@ energy pointing game, against masks put through the same evaluation geometry as 
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -223,13 +224,10 @@ def classification_summary(rows: Sequence[dict], num_classes: int, class_names: 
     count = len(rows)
     top1 = sum(r["prediction"] == r["label"] for r in rows)
     top5 = sum(r["label"] in r["top5"] for r in rows)
-    per_class = []
-    for c in range(num_classes):
-        members = [r for r in rows if r["label"] == c]
-        if members:
-            hits = sum(r["prediction"] == c for r in members)
-            per_class.append({"class": c, "name": _class_name(class_names, c), "count": len(members),
-                              "top1": 100.0 * hits / len(members)})
+    counts = Counter(r["label"] for r in rows)
+    hits = Counter(r["label"] for r in rows if r["prediction"] == r["label"])
+    per_class = [{"class": c, "name": _class_name(class_names, c), "count": counts[c],
+                  "top1": 100.0 * hits[c] / counts[c]} for c in sorted(counts)]
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "topk": min(5, num_classes),
             "count": count, "per_class": per_class}
 
@@ -275,7 +273,7 @@ def localization(dataset, indices: Sequence[int], maps: dict[str, torch.Tensor],
 
 def _prediction_csv_rows(rows: Sequence[dict], dataset) -> list[dict]:
     return [{"index": r["index"], "image": dataset.samples[r["index"]][0], "label": r["label"],
-             "prediction": r["prediction"], "confidence": f"{r['confidence']:.4f}",
+             "prediction": r["prediction"], "confidence": f"{r['confidence']:.6f}",
              "top5": " ".join(str(c) for c in r["top5"]), "target": r["target"]} for r in rows]
 
 
