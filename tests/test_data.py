@@ -260,7 +260,7 @@ def test_builtin_refuses_foreign_folder_and_cleans_up(tmp_path, monkeypatch):
 def test_builtin_default_root_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CASTREAM_DATA", str(tmp_path))
     root = ensure_builtin_dataset(seed=3, **SMALL)
-    assert root == tmp_path / "builtin_v1_s3_32" and (root / "val.csv").is_file()
+    assert root == tmp_path / "builtin_v2_s3_32" and (root / "val.csv").is_file()
 
 
 def test_load_mask_missing(builtin_root):

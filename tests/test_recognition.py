@@ -65,7 +65,7 @@ def localization_eval(trained_runs, tmp_path_factory) -> dict:
     store = tmp_path_factory.mktemp("localization")
     report = recognition_imagenet.main(["--state_root", str(trained_runs["ca"]), "--store_dir", str(store),
                                         "--salient", "--method", *METHODS, "--workers", "0", "--batch_size", "60",
-                                        "--imsize", "192", "--fraction", "0.5", "--n_overlays", "4"])
+                                        "--imsize", "192", "--fraction", "0.5", "--n_overlays", "0"])
     return {"store": store, "report": report}
 
 
@@ -86,7 +86,7 @@ def test_readme_example_use_gpu_without_cuda_is_one_line(trained_runs, tmp_path)
 
 def test_readme_example(trained_runs, tmp_path):
     store = tmp_path / "readme"
-    result = run_script([*readme_flags(trained_runs, store), "--workers", "0"])
+    result = run_script(readme_flags(trained_runs, store))  # as written: default --workers 2
     assert result.returncode == 0, result.stderr[-3000:]
     assert "top-1" in result.stdout
     for name in ("predictions.csv", "classification.json", "saliency_gradcam.npz", "overlays.png"):
@@ -133,12 +133,12 @@ def test_readme_example(trained_runs, tmp_path):
 def test_maps_hit_the_object_far_more_often_than_random(localization_eval):
     """Pointing game (tolerance 0) and energy pointing game against the object masks of the built-in dataset.
 
-    Measured (CA run of the shared fixture, 120 images at 192x192, 6x6 maps): Grad-CAM 37.5% / 28.5%,
-    attention (last block) 21.7% / 16.8%, attention_mean 6.7% / 20.5%, random 5.0% / 9.1% (pointing / energy;
-    the mean mask covers 9.1% of the image). attention_mean's maximum sits on single bright pixels picked by the
-    stem block's very peaked attention, so only its energy beats random. At the training size (96x96, 3x3 maps)
-    no method beats random at the pointing game (Grad-CAM 5.4%, random 5.4%): the argmax of a 3x3 map is one of
-    9 cell positions, and Grad-CAM's best cell is most often the neighbour of the object's.
+    Measured with the shared fixture's CA run (150 images at 192x192, 6x6 Grad-CAM / last-block grids, 96x96
+    for attention_mean; pointing % / energy %): Grad-CAM 55.3 / 37.9, attention (last block) 26.7 / 17.6,
+    attention_mean 24.0 / 24.5, random 8.0 / 10.8; objects cover 10.9% of the image; top-1 81.3%.
+    At the training size (96x96, all 300 images, top-1 97.7%) the last grid is 3x3, whose maximum can only fall
+    on 9 cell positions: Grad-CAM 5.0 / 14.3, attention 8.3 / 10.8, attention_mean 23.3 / 20.6, random 6.7 / 10.5,
+    so only the finer attention_mean beats random there at the pointing game.
     """
     report = localization_eval["report"]
     located = report["localization"]
@@ -151,10 +151,10 @@ def test_maps_hit_the_object_far_more_often_than_random(localization_eval):
     random = scores["random"]
     assert random["pointing_game"] < 15 and random["energy_pointing_game"] < 15
     assert scores["gradcam"]["pointing_game"] > max(3 * random["pointing_game"], random["pointing_game"] + 20)
-    assert scores["attention"]["pointing_game"] > max(2 * random["pointing_game"], random["pointing_game"] + 8)
+    for name in ("attention", "attention_mean"):
+        assert scores[name]["pointing_game"] > max(2 * random["pointing_game"], random["pointing_game"] + 8), name
     for name in ("gradcam", "attention", "attention_mean"):
-        assert scores[name]["energy_pointing_game"] > random["energy_pointing_game"] + 5, (name, scores)
-    assert (localization_eval["store"] / "overlays.png").is_file()
+        assert scores[name]["energy_pointing_game"] > 1.4 * random["energy_pointing_game"], (name, scores)
 
 
 def test_batched_equals_one_by_one(trained_runs, tmp_path):

@@ -46,7 +46,7 @@ CLASSES_FILENAME = "classes.txt"
 MANIFEST_FILENAME = "manifest.json"
 _HEADERS = {("path", "label"), ("file", "label")}
 
-BUILTIN_VERSION = 1
+BUILTIN_VERSION = 2  # bump whenever the generated content changes: the folder name and manifest carry it
 BUILTIN_CLASSES = ("disc", "square", "triangle", "star", "cross", "ring")
 BUILTIN_IMSIZE = 64
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights
@@ -346,7 +346,7 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 # Built-in dataset: shapes on cluttered backgrounds
 
 def default_builtin_root(seed: int = 0, imsize: int = BUILTIN_IMSIZE) -> Path:
-    """``$CASTREAM_DATA/builtin_v1_s{seed}_{imsize}``; ``$CASTREAM_DATA`` defaults to ``~/.cache/ca_stream``."""
+    """``$CASTREAM_DATA/builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}``; ``$CASTREAM_DATA`` defaults to ``~/.cache/ca_stream``."""
     base = Path(os.environ.get("CASTREAM_DATA") or Path.home() / ".cache" / "ca_stream").expanduser()
     return base / f"builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}"
 
@@ -475,7 +475,7 @@ def ensure_builtin_dataset(
 ) -> Path:
     """Generate the built-in shapes dataset once (reused while the parameters match); return its root.
 
-    Six classes told apart by shape only (colour, place, scale, rotation and background are random),
+    Six classes told apart by shape only (colour, place, scale, tilt and background are random),
     deterministic from ``seed``. ``root`` defaults to :func:`default_builtin_root`.
     """
     if train_per_class < 1 or val_per_class < 1:
@@ -588,6 +588,8 @@ def build_dataset(
     * ``path_list`` given: a list file, resolved from the working directory, else under ``root_data``;
       class names come from a ``classes.txt`` next to it when there is one;
     * otherwise ``root_data`` must hold one sub-folder per class.
+
+    ``scale`` is the training RandomResizedCrop area range.
     """
     transform = build_transform(imsize, mean, std, train=train, crop_pct=crop_pct, squash=squash, scale=scale)
     if root_data is None:

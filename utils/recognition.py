@@ -17,6 +17,7 @@ energy pointing game, against masks put through the same evaluation geometry as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -34,7 +35,8 @@ from .distributed import (cleanup_distributed, gather_in_order, gather_tensors_i
                           shard_indices)
 from .metrics import energy_pointing_game, pointing_game
 from .report import maps_path, save_maps, save_overlay_grid, save_report, write_csv
-from .saliency import RandomMap, SaliencyMethod, canonical_name, create_saliency
+from .saliency import (AttentionMaps, RandomMap, SaliencyMethod, canonical_name, create_saliency, normalize_maps,
+                       reduce_attention)
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "top5", "target")
 CLASS_SOURCES = {False: "gt", True: "pred"}  # the --pred flag -> the class_source of utils.metrics' protocols
@@ -152,9 +154,12 @@ def _random_seed(seed: int, index: int) -> int:
 
 
 def compute_maps(method: SaliencyMethod, images: torch.Tensor, targets: torch.Tensor, indices: Sequence[int],
-                 seed: int = 0) -> torch.Tensor:
+                 seed: int = 0, attentions: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """Maps of one batch. The random baseline is drawn per image from (seed, dataset index), so that its maps
-    do not depend on batching or sharding."""
+    do not depend on batching or sharding. ``attentions``: the stream's attention of ``images`` from the
+    classification forward, which the attention methods then reuse instead of running the model again."""
+    if isinstance(method, AttentionMaps) and attentions is not None:
+        return normalize_maps(reduce_attention(attentions, method.reduction))
     if isinstance(method, RandomMap):
         maps = []
         for row, index in enumerate(indices):
@@ -180,20 +185,26 @@ def evaluate_shard(model, dataset, indices: Sequence[int], methods: dict[str, Sa
     topk = min(5, model.num_classes)
     rows: list[dict] = []
     maps: dict[str, list[torch.Tensor]] = {name: [] for name in methods}
+    share_attention = any(isinstance(method, AttentionMaps) for method in methods.values())
     start = 0
     for images, labels in _progress(loader, progress, desc="recognition", unit="batch"):
         batch_indices = list(indices[start:start + len(labels)])
         start += len(labels)
         images = images.to(device, non_blocking=True)
         labels = labels.to(device)
+        attentions = None
         with torch.no_grad():
-            logits = model(images).float()
+            if share_attention:  # a CA model's forward computes them anyway
+                logits, attentions = model.forward_with_attention(images)
+            else:
+                logits = model(images)
+        logits = logits.float()
         probabilities = logits.softmax(dim=1)
         confidence, prediction = probabilities.max(dim=1)
         top = logits.topk(topk, dim=1).indices
         targets = prediction if use_prediction else labels
         for name, method in methods.items():
-            maps[name].append(compute_maps(method, images, targets, batch_indices, seed).float().cpu())
+            maps[name].append(compute_maps(method, images, targets, batch_indices, seed, attentions).float().cpu())
         for row, index in enumerate(batch_indices):
             rows.append({"index": index, "label": int(labels[row]), "prediction": int(prediction[row]),
                          "confidence": float(confidence[row]), "top5": top[row].tolist(),
@@ -293,8 +304,8 @@ def _write_overlays(path: Path, dataset, rows: Sequence[dict], maps: dict[str, t
 
 
 def run_recognition(args: argparse.Namespace) -> dict:
-    """Runs the evaluation described by the flags of ``recognition_imagenet.py``; returns the report (every
-    rank), written to disk by rank 0 only. User errors raise ValueError / OSError with one line."""
+    """Runs the evaluation described by the flags of ``recognition_imagenet.py`` and returns the report; rank 0
+    alone scores localisation and writes the files. User errors raise ValueError / OSError with one line."""
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.n_overlays < 0:
@@ -321,7 +332,9 @@ def run_recognition(args: argparse.Namespace) -> dict:
         model.to(device)
         methods = build_methods(model, names, args.engine, args.seed)
         local = shard_batches(indices, args.batch_size, env.rank, env.world_size)
-        with _closing(methods):
+        with contextlib.ExitStack() as hooks:  # every method released, also on errors
+            for method in methods.values():
+                hooks.enter_context(method)
             rows, maps = evaluate_shard(model, dataset, local, methods, device, args.batch_size, args.workers,
                                         args.pred, args.seed, progress=env.is_main)
             if not local and methods:
@@ -350,27 +363,13 @@ def run_recognition(args: argparse.Namespace) -> dict:
             "shapes": {name: list(m.shape[1:]) for name, m in maps.items()},
         }
         report["files"]["maps"] = {name: str(maps_path(store_dir, name)) for name in methods}
+    if env.is_main:
         located = localization(dataset, indices, maps, imsize, args.crop_pct, args.squash, args.pointing_tolerance)
         if located is not None:
             report["localization"] = located
-    if env.is_main:
         _write_outputs(args, report, rows, maps, dataset, store_dir, report_path, class_names, mean, std)
         _print_summary(report, store_dir)
     return report
-
-
-class _closing:
-    """Closes every saliency method on exit (their context-manager protocol), also on errors."""
-
-    def __init__(self, methods: dict[str, SaliencyMethod]) -> None:
-        self.methods = methods
-
-    def __enter__(self):
-        return self.methods
-
-    def __exit__(self, *exc_info) -> None:
-        for method in self.methods.values():
-            method.__exit__(*exc_info)
 
 
 def _write_outputs(args, report, rows, maps, dataset, store_dir: Path, report_path: Path, class_names, mean, std
