@@ -15,8 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.cli import add_config_argument, add_model_arguments, parse_args
-from utils.data import DEFAULT_CROP_PCT
+from utils.cli import add_config_argument, add_evaluation_data_arguments, add_trained_model_arguments, parse_args
 from utils.saliency import ENGINES
 
 
@@ -33,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--engine", choices=ENGINES, default="auto",
                             help="gradient CAMs: auto = this project's fast path, package = pytorch-grad-cam")
     evaluation.add_argument("--use_gpu", action="store_true", help="run on CUDA (cuda:LOCAL_RANK under DDP)")
+    evaluation.add_argument("--channels_last", action="store_true",
+                            help="NHWC model weights: faster convolutions, same maps to rounding (Score-CAM's "
+                                 "thousands of forwards gain most)")
     evaluation.add_argument("--store_dir", default=None, help="output folder (default: Evaluation/<run folder name>)")
     evaluation.add_argument("--report", default=None,
                             help="classification report JSON (default: STORE_DIR/classification.json)")
@@ -41,30 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--pointing_tolerance", type=float, default=0.0,
                             help="pointing game tolerance in pixels of the evaluated image (where masks exist)")
 
-    data = parser.add_argument_group("Data initialization")
-    data.add_argument("--root_data", default=None, help="image root; default: the built-in generated dataset")
-    data.add_argument("--path_lbl", "--sorted_path", "--path_list", dest="path_lbl", default=None,
-                      help="list file (relative/path,label per line), found in the working directory or under "
-                           "--root_data; without it --root_data must hold one sub-folder per class")
-    data.add_argument("--fraction", type=float, default=1.0,
-                      help="seeded random fraction of the evaluated images, in (0, 1] (1 = all)")
-    data.add_argument("--seed", type=int, default=0, help="seed of --fraction and of the random baseline")
-    data.add_argument("--indexes", nargs="+", default=None,
-                      help="dataset rows to evaluate (0-based), or a file of them")
-    data.add_argument("--batch_size", type=int, default=64, help="batch size per process")
-    data.add_argument("--workers", type=int, default=2, help="data loading processes per rank")
+    data = add_evaluation_data_arguments(parser)
     data.add_argument("--pred", action="store_true",
                       help="explain the predicted class (default: the ground-truth label)")
-    data.add_argument("--imsize", type=int, default=None, help="evaluation size (default: the run's, else 224)")
-    data.add_argument("--crop_pct", type=float, default=DEFAULT_CROP_PCT,
-                      help="resize the short side to imsize / crop_pct, then centre-crop imsize")
-    data.add_argument("--squash", action="store_true",
-                      help="resize to imsize x imsize without cropping (as the reference evaluated)")
-
-    add_model_arguments(parser)
-    model = parser._action_groups[-1]
-    model.add_argument("--state_root", default=None,
-                       help="run folder of main_INets.py (model rebuilt from its config.json) or a weights file")
+    model = add_trained_model_arguments(parser)
     model.add_argument("--pretrained", action="store_true",
                        help="without --state_root: ImageNet weights of --model (EfficientNet-Lite0 offline)")
     return parser

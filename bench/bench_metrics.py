@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import platform
 import resource
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from utils.checkpoint import save_json  # noqa: E402
 from utils.metrics import _pixel_rank, blur, causal_metric, get_protocol, prepare_saliency  # noqa: E402
 
 
@@ -102,14 +101,6 @@ def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.T
             torch.cuda.synchronize()
         seconds, cpu_seconds = time.perf_counter() - begin, time.process_time() - begin_cpu
     return out, seconds, cpu_seconds, mem.peak_mb
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -194,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     if amp is not None:
         amp_diff = curves[f"ours_{args.amp}"] - curves["ours_fp32"]
         report[f"max_abs_diff_{args.amp}_vs_fp32"] = float(amp_diff.abs().max())
-    write_json_atomic(args.out, report)
+    save_json(args.out, report)
 
     print(f"{args.model} {args.imsize}px, {args.images} images x {image_steps // args.images} steps "
           f"({pps} px/step), {device}, {torch.get_num_threads()} threads, best of {args.repeats}")

@@ -15,13 +15,11 @@ forward. Writes a JSON report atomically (temporary file + rename).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import create_model  # noqa: E402
+from utils.checkpoint import save_json  # noqa: E402
 from utils.saliency import create_saliency  # noqa: E402
 
 TARGETS = {"fast_vs_forward_max": 1.2, "package_vs_fast_min": 2.5, "attention_vs_forward_max": 1.1}
@@ -129,18 +128,6 @@ def bench_scorecam(args: argparse.Namespace, device: torch.device) -> dict:
             "maps_per_s": round(1 / seconds, 4)}
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet50")
@@ -190,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[ca] ScoreCAM, one image, {sc['channels']} channels in batches of {sc['channel_batch']}: "
               f"{sc['seconds_per_image']:.1f}s per image ({sc['maps_per_s']:.3f} maps/s, "
               f"{sc['cpu_seconds_per_image']:.1f}s CPU)")
-    write_json_atomic(args.out, report)
+    save_json(args.out, report)
     print(f"targets met (wall): {met['ratios']}, (CPU time): {met['cpu_ratios']}; wrote {args.out}")
     return report
 

@@ -1,6 +1,7 @@
 """Training-step benchmark: frozen-backbone protocol vs full fine-tuning, CA head vs GAP, channels_last and bf16.
 
     python bench/bench_training.py --model resnet50 --imsize 224 --batch 8 --steps 5
+    python bench/bench_training.py --device cuda --batch 128 --out bench/results/training_gpu.json
 
 Every configuration is timed in the same run, interleaved round by round (so drifting load on a shared machine
 hits all of them alike), and reported as the median step time and as ratios to its baseline. Results go to
@@ -41,19 +42,18 @@ RATIOS = {
 }
 
 
-def build_step(name: str, model_name: str, imsize: int, batch: int, classes: int):
+def build_step(name: str, model_name: str, imsize: int, batch: int, classes: int, device: torch.device):
     pool, frozen, channels_last, amp = CONFIGS[name]
     torch.manual_seed(0)
-    model = create_model(model_name, pool=pool, num_classes=classes)
+    model = create_model(model_name, pool=pool, num_classes=classes).to(device)
     if frozen:
         model.freeze_backbone()
     model.train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-    images = torch.randn(batch, 3, imsize, imsize).contiguous(memory_format=memory_format)
-    targets = torch.randint(0, classes, (batch,))
-    device = torch.device("cpu")
+    images = torch.randn(batch, 3, imsize, imsize, device=device).contiguous(memory_format=memory_format)
+    targets = torch.randint(0, classes, (batch,), device=device)
 
     def step() -> None:
         with autocast(device, amp):
@@ -62,6 +62,8 @@ def build_step(name: str, model_name: str, imsize: int, batch: int, classes: int
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     return step
 
@@ -74,12 +76,15 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=5, help="timed rounds (each runs every configuration once)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "training.json"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps = {name: build_step(name, args.model, args.imsize, args.batch, args.classes) for name in args.configs}
+    device = torch.device(args.device)
+    steps = {name: build_step(name, args.model, args.imsize, args.batch, args.classes, device)
+             for name in args.configs}
     for step in steps.values():  # warm-up: allocator, autocast caches, oneDNN primitives
         step()
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -96,7 +101,8 @@ def main() -> None:
         print(f"{label:40s} {value:6.2f}")
     save_json(args.out, {
         "model": args.model, "imsize": args.imsize, "batch": args.batch, "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "device": "cpu",
+        "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "device": args.device,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "median_step_seconds": medians, "all_step_seconds": times, "ratios": ratios,
     })
     print(f"results: {args.out}")

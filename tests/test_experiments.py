@@ -15,7 +15,7 @@ def test_shrunken_comparison_fills_every_cell(tmp_path):
     out = tmp_path / "experiment"
     result = subprocess.run(
         [sys.executable, "routines/experiments/compare.py", "--dataset", "builtin", "--seeds", "0", "--epochs", "1",
-         "--stream_epochs", "1", "--imsize", "64", "--eval_fraction", "0.05", "--out", str(out)],
+         "--stream_epochs", "1", "--imsize", "64", "--eval_fraction", "0.05", "--slow_fraction", "0.02", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())["rows"]
@@ -23,6 +23,7 @@ def test_shrunken_comparison_fills_every_cell(tmp_path):
                 ("scorecam", "gap"), ("scorecam", "ca"), ("attention", "ca")}
     assert {(r["method"], r["pooling"]) for r in rows} == expected
     for row in rows:
+        assert row["images"] == (6 if row["method"] == "scorecam" else 15), row
         for key in ("accuracy", "ad", "ai", "ag", "insertion", "deletion", "pointing_game"):
             assert math.isfinite(row[key]), (row["method"], row["pooling"], key)
     table = (out / "results.md").read_text()

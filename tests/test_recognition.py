@@ -15,6 +15,9 @@ import pytest
 import torch
 
 import recognition_imagenet
+from models import CONFIG_NAME, create_model, model_config
+from models.weights import MODEL_WEIGHTS_NAME
+from utils.checkpoint import save_json, save_weights
 from utils.cli import load_trained_model
 from utils.data import build_dataset, read_list_file, subset_indices
 from utils.recognition import evaluated_indices, parse_indexes
@@ -178,6 +181,19 @@ def test_batched_equals_one_by_one(trained_runs, tmp_path):
         torch.testing.assert_close(batched["maps"], single["maps"], atol=1e-4, rtol=0)
 
 
+def test_channels_last_gives_the_same_predictions_and_maps(trained_runs, tmp_path):
+    common = ["--state_root", str(trained_runs["ca"]), "--salient", "--method", "gradcam", "attention",
+              "--workers", "0", "--indexes", "0", "5", "17", "40", "--n_overlays", "0"]
+    plain = recognition_imagenet.main([*common, "--store_dir", str(tmp_path / "plain")])
+    nhwc = recognition_imagenet.main([*common, "--store_dir", str(tmp_path / "nhwc"), "--channels_last"])
+    assert nhwc["channels_last"] and not plain["channels_last"]
+    assert [r["prediction"] for r in read_predictions(tmp_path / "nhwc")] == \
+        [r["prediction"] for r in read_predictions(tmp_path / "plain")]
+    for method in ("gradcam", "attention"):
+        torch.testing.assert_close(load_maps(maps_path(tmp_path / "nhwc", method))["maps"],
+                                   load_maps(maps_path(tmp_path / "plain", method))["maps"], atol=1e-4, rtol=0)
+
+
 def test_two_processes_equal_one(trained_runs, tmp_path):
     flags = [*readme_flags(trained_runs, tmp_path / "ddp"), "--method", "gradcam", "attention_mean", "random",
              "--workers", "0", "--n_overlays", "2"]
@@ -275,3 +291,16 @@ def test_evaluated_indices_are_seeded_and_in_dataset_order():
     assert evaluated_indices(100, 0.5, 0, [9, 1, 50, 9]) in ([1, 9], [1, 50], [9, 50])
     with pytest.raises(ValueError, match="out of range"):
         evaluated_indices(10, 1.0, 0, [10])
+
+
+def test_plain_model_name_keeps_the_runs_pooling_and_a_suffix_overrides_it(tmp_path) -> None:
+    """The README passes ``--model resnet18`` with a CA run folder: that must rebuild the CA model, not a GAP one;
+    ``resnet18_final`` asks for a different head explicitly (and then the stream weights do not fit)."""
+    model = create_model("resnet18", pool="ca", num_classes=3)
+    save_weights(tmp_path / MODEL_WEIGHTS_NAME, model.state_dict())
+    save_json(tmp_path / CONFIG_NAME, model_config(model, "resnet18", 32))
+    rebuilt, config = load_trained_model(str(tmp_path), "resnet18")
+    assert config["pool"] == "ca" and rebuilt.pool == "ca"
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(ValueError, match="does not fit this ca_last model"):
+        load_trained_model(str(tmp_path), "resnet18_final")

@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -142,6 +143,18 @@ def test_interrupted_checkpoint_write_leaves_previous_one_loadable(tmp_path):
         atomic_write(path, crash_midway)
     assert load_training_state(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path):
+    """mkstemp's private 0600 must not leak into run folders that a group shares on a cluster."""
+    previous = os.umask(0o027)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        written = atomic_write(tmp_path / "atomic.txt", lambda file: file.write(b"x"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o640
 
 
 def test_killed_writer_process_leaves_a_loadable_checkpoint(tmp_path):

@@ -26,6 +26,12 @@ TRAIN_STATE_NAME = "last.pth"
 BEST_WEIGHTS_NAME = "model_best.safetensors"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Writes through a temporary file in the same folder, then renames it over ``path``: a run killed
     mid-write leaves the previous file intact."""
@@ -37,6 +43,8 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        # mkstemp creates the file private (0600); give it the mode a plain open() would have
+        os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

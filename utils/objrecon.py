@@ -22,11 +22,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from .cli import add_config_argument, add_model_arguments, load_trained_model, parse_args
-from .data import DEFAULT_CROP_PCT, IMAGES_DIRNAME, MASKS_DIRNAME, build_dataset, load_mask, subset_indices, \
+from .cli import (add_config_argument, add_evaluation_data_arguments, add_trained_model_arguments,
+                  load_trained_model, parse_args)
+from .data import IMAGES_DIRNAME, MASKS_DIRNAME, build_dataset, load_mask, subset_indices, \
     transform_mask
 from .metrics import PROTOCOLS, energy_pointing_game, evaluate_batch, get_protocol, pointing_game, predict
-from .recognition import (_run_pool, build_methods, compute_maps, default_store_dir, evaluated_indices, method_names,
+from .recognition import (build_methods, compute_maps, default_store_dir, evaluated_indices, method_names,
                           parse_indexes)
 from .report import MAPS_PREFIX, library_versions, load_maps, maps_path, save_curve_panels, save_curve_plot, \
     save_maps, save_report, write_csv
@@ -85,27 +86,9 @@ def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
                     help="another objrecon store_dir (or its summary.json), e.g. the GAP run when this is the CA "
                          "run: plotted and tabulated against this one")
 
-    data = parser.add_argument_group("Data initialization")
-    data.add_argument("--root_data", default=None, help="image root; default: the built-in dataset (val split)")
-    data.add_argument("--path_lbl", "--path_list", dest="path_lbl", default=None,
-                      help="list file (path,label per line), relative to the working directory or --root_data; "
-                           "without it --root_data holds one sub-folder per class")
-    data.add_argument("--batch_size", type=int, default=64,
-                      help="images per batch, also the bound on images x steps forwarded at once")
-    data.add_argument("--fraction", type=float, default=1.0, help="seeded random fraction of the rows to evaluate")
-    data.add_argument("--indexes", nargs="+", default=None,
-                      help="dataset rows to evaluate (0-based), or a file of them; --fraction then samples them")
-    data.add_argument("--seed", type=int, default=0, help="seed of --fraction and of the random baseline")
-    data.add_argument("--workers", type=int, default=2, help="data loading processes per rank")
-    data.add_argument("--imsize", type=int, default=None, help="evaluation image size (default: the run's config.json)")
-    data.add_argument("--crop_pct", type=float, default=DEFAULT_CROP_PCT,
-                      help="resize the short side to imsize/crop_pct, then centre-crop (as recognition_imagenet.py)")
-    data.add_argument("--squash", action="store_true",
-                      help="plain Resize((imsize, imsize)) instead (what the reference evaluated with)")
-
-    add_model_arguments(parser)
-    model = parser._action_groups[-1]
-    model.add_argument("--state_root", default=None, help="run folder of main_INets.py or a weights file")
+    add_evaluation_data_arguments(parser, batch_help="images per batch, also the bound on images x steps "
+                                                     "forwarded at once")
+    add_trained_model_arguments(parser)
     return parser
 
 
@@ -443,7 +426,7 @@ def run(args: argparse.Namespace) -> dict:
     sources = resolve_sources(args)
     env, device = setup_distributed(args.use_gpu)
     try:
-        model, config = load_trained_model(args.state_root, args.model, _run_pool(args), args.classes, args.heads)
+        model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads)
         model.to(device)
         if args.channels_last:
             model.to(memory_format=torch.channels_last)

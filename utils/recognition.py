@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from models import CONFIG_NAME, parse_model_name, read_config
-from models.weights import resolve_weights_path
+from models import CONFIG_NAME
 from .cli import load_trained_model
 from .data import (MASKS_DIRNAME, build_dataset, check_indexes, load_mask, subset_indices,
                    transform_mask)
@@ -107,19 +106,6 @@ def build_methods(model: torch.nn.Module, names: Sequence[str], engine: str, see
         # --engine chooses how CAMs run; the stream's attention and the random baseline have one engine only.
         methods[name] = create_saliency(name, model, engine="auto" if _is_own_method(name) else engine, **kwargs)
     return methods
-
-
-def _run_pool(args: argparse.Namespace) -> Optional[str]:
-    """The pooling head to ask for: a plain backbone name (the README's ``--model tf_efficientnet_lite0``)
-    keeps the run's own pooling from its config.json instead of meaning ``gap``."""
-    if args.pool or not args.model or not args.state_root:
-        return args.pool
-    if parse_model_name(args.model)[0] != args.model:
-        return None  # a _stream / _final suffix names the pooling
-    weights = resolve_weights_path(args.state_root)
-    if (weights.parent / CONFIG_NAME).is_file():
-        return read_config(weights.parent).get("pool")
-    return None
 
 
 def default_store_dir(state_root: Optional[str], model: Optional[str]) -> Path:
@@ -316,7 +302,7 @@ def run_recognition(args: argparse.Namespace) -> dict:
         raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
     names = method_names(args.method) if args.salient else []
     indexes = parse_indexes(args.indexes)
-    model, config = load_trained_model(args.state_root, args.model, _run_pool(args), args.classes, args.heads,
+    model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads,
                                        args.pretrained)
     imsize = args.imsize or config.get("imsize") or DEFAULT_IMSIZE
     mean, std = config["mean"], config["std"]
@@ -330,6 +316,8 @@ def run_recognition(args: argparse.Namespace) -> dict:
     env, device = setup_distributed(args.use_gpu)
     try:
         model.to(device)
+        if args.channels_last:
+            model.to(memory_format=torch.channels_last)
         methods = build_methods(model, names, args.engine, args.seed)
         local = shard_batches(indices, args.batch_size, env.rank, env.world_size)
         with contextlib.ExitStack() as hooks:  # every method released, also on errors
@@ -353,7 +341,7 @@ def run_recognition(args: argparse.Namespace) -> dict:
         "data": {"root_data": args.root_data or "built-in dataset", "path_lbl": args.path_lbl,
                  "list": str(getattr(dataset, "list_file", "")) or None, "imsize": imsize, "crop_pct": args.crop_pct,
                  "squash": args.squash, "mean": list(mean), "std": list(std)},
-        "world_size": env.world_size, "device": device.type,
+        "world_size": env.world_size, "device": device.type, "channels_last": args.channels_last,
         "files": {"predictions": str(store_dir / "predictions.csv"), "report": str(report_path)},
     }
     if methods:

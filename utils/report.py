@@ -89,14 +89,11 @@ def _to_uint8_image(image: torch.Tensor, mean: Sequence[float], std: Sequence[fl
 def save_overlay_grid(path: PathLike, images: torch.Tensor, maps_by_method: Mapping[str, torch.Tensor],
                       titles: Sequence[str], mean: Sequence[float], std: Sequence[float]) -> Path:
     """A PNG grid: one row per image (the image, then each method's map over it), titled with class names."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from torch.nn.functional import interpolate
 
     methods = list(maps_by_method)
     rows, cols = len(images), 1 + len(methods)
-    figure, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows), squeeze=False)
+    figure, axes = _pyplot().subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows), squeeze=False)
     size = images.shape[-2:]
     for row, image in enumerate(images):
         picture = _to_uint8_image(image, mean, std)
@@ -115,19 +112,19 @@ def save_overlay_grid(path: PathLike, images: torch.Tensor, maps_by_method: Mapp
     return _save_figure(figure, path)
 
 
-def save_curve_plot(path: PathLike, curves: Mapping[str, np.ndarray], title: str, ylabel: str = "class score"
-                    ) -> Path:
-    """Mean curves (one line per label, e.g. ``gradcam / ca``) over the fraction of pixels changed."""
+def _pyplot():
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display on clusters and CI
     import matplotlib.pyplot as plt
+    return plt
 
-    figure, axis = plt.subplots(figsize=(4.5, 3.4))
+
+def _draw_curves(axis, curves: Mapping[str, np.ndarray], title: str, ylabel: str) -> None:
+    """One line per label over the fraction of pixels changed, its AUC (x100, trapezoid) in the legend."""
     for label, curve in curves.items():
         curve = np.asarray(curve, dtype=float)
-        fractions = np.linspace(0, 1, len(curve))
         area = float(((curve[:-1] + curve[1:]) / 2).mean()) if len(curve) > 1 else float(curve[0])
-        axis.plot(fractions, curve, label=f"{label} (AUC {100 * area:.1f})")
+        axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{label} (AUC {100 * area:.1f})")
     axis.set_xlabel("fraction of pixels")
     axis.set_ylabel(ylabel)
     axis.set_title(title)
@@ -135,39 +132,30 @@ def save_curve_plot(path: PathLike, curves: Mapping[str, np.ndarray], title: str
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
+
+
+def save_curve_plot(path: PathLike, curves: Mapping[str, np.ndarray], title: str, ylabel: str = "class score"
+                    ) -> Path:
+    """Mean curves (one line per label, e.g. ``gradcam / ca``) over the fraction of pixels changed."""
+    figure, axis = _pyplot().subplots(figsize=(4.5, 3.4))
+    _draw_curves(axis, curves, title, ylabel)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def save_curve_panels(path: PathLike, panels: Mapping[str, Mapping[str, np.ndarray]], title: str,
+                      ylabel: str = "class score") -> Path:
+    """Side-by-side panels of mean curves, e.g. ``{"insertion": {label: curve}, "deletion": {...}}``."""
+    figure, axes = _pyplot().subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for axis, (name, curves) in zip(axes[0], panels.items()):
+        _draw_curves(axis, curves, name, ylabel)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return _save_figure(figure, path)
 
 
 def _save_figure(figure, path: PathLike) -> Path:
-    import matplotlib.pyplot as plt
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
+    _pyplot().close(figure)
     return atomic_write(path, lambda file: file.write(buffer.getvalue()))
-
-
-def save_curve_panels(path: PathLike, panels: Mapping[str, Mapping[str, np.ndarray]], title: str,
-                      ylabel: str = "class score") -> Path:
-    """Side-by-side panels of mean curves, e.g. ``{"insertion": {label: curve}, "deletion": {...}}``; each label's
-    AUC (x100, trapezoid) in the legend, as :func:`save_curve_plot`."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
-    for axis, (name, curves) in zip(axes[0], panels.items()):
-        for label, curve in curves.items():
-            curve = np.asarray(curve, dtype=float)
-            area = float(((curve[:-1] + curve[1:]) / 2).mean()) if len(curve) > 1 else float(curve[0])
-            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{label} (AUC {100 * area:.1f})")
-        axis.set_xlabel("fraction of pixels")
-        axis.set_ylabel(ylabel)
-        axis.set_title(name)
-        axis.set_xlim(0, 1)
-        axis.set_ylim(bottom=0)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return _save_figure(figure, path)

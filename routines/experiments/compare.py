@@ -80,20 +80,32 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
     results = {}
     for pool in ("gap", "ca"):
         methods = [m for m in args.methods if pool == "ca" or not m.startswith("attention")]
-        evaluation = folder / f"eval_{pool}"
-        if args.fresh or not (evaluation / "classification.json").is_file():
-            run(["recognition_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
-                 "--batch_size", str(args.batch_size), "--fraction", str(args.eval_fraction), "--seed", "0",
-                 "--salient", "--method", *methods, "--n_overlays", "8", "--workers", "0", *eval_data],
-                evaluation / "recognition.log")
-        if args.fresh or not (evaluation / "summary.json").is_file():
-            run(["objrecon_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
-                 "--batch_size", str(args.batch_size), "--method", *methods, "--label", pool, *eval_data],
-                evaluation / "objrecon.log")
-        classification = json.loads((evaluation / "classification.json").read_text())
-        summary = json.loads((evaluation / "summary.json").read_text())
-        results[pool] = {"accuracy": classification["top1"], "metrics": summary["results"],
-                         "curves": summary["curves"], "protocol": summary["protocol"]}
+        # Score-CAM costs one forward per channel of the target layer (1280 for EfficientNet-Lite0): on a CPU it
+        # gets a smaller seeded subset of the images, scored in its own folder
+        groups = {f"eval_{pool}": ([m for m in methods if m not in args.slow_methods], args.eval_fraction),
+                  f"eval_{pool}_slow": ([m for m in methods if m in args.slow_methods], args.slow_fraction)}
+        results[pool] = {"metrics": {}, "curves": {}, "images": {}}
+        for name, (group, fraction) in groups.items():
+            if not group:
+                continue
+            evaluation = folder / name
+            if args.fresh or not (evaluation / "classification.json").is_file():
+                run(["recognition_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
+                     "--batch_size", str(args.batch_size), "--fraction", str(fraction), "--seed", "0",
+                     "--salient", "--method", *group, "--n_overlays", "8", "--workers", "0", "--channels_last",
+                     *eval_data], evaluation / "recognition.log")
+            if args.fresh or not (evaluation / "summary.json").is_file():
+                run(["objrecon_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
+                     "--batch_size", str(args.batch_size), "--method", *group, "--label", pool, "--channels_last",
+                     *eval_data], evaluation / "objrecon.log")
+            classification = json.loads((evaluation / "classification.json").read_text())
+            summary = json.loads((evaluation / "summary.json").read_text())
+            if name == f"eval_{pool}":
+                results[pool]["accuracy"] = classification["top1"]
+                results[pool]["protocol"] = summary["protocol"]
+            results[pool]["metrics"].update(summary["results"])
+            results[pool]["curves"].update(summary["curves"])
+            results[pool]["images"].update({m: classification["subset"]["evaluated"] for m in group})
     return results
 
 
@@ -104,7 +116,8 @@ def aggregate(per_seed: dict[int, dict], methods: list[str]) -> list[dict]:
         for pool in ("gap", "ca"):
             if pool == "gap" and method.startswith("attention"):
                 continue
-            row = {"method": method, "pooling": pool, "seeds": len(per_seed)}
+            row = {"method": method, "pooling": pool, "seeds": len(per_seed),
+                   "images": next(iter(per_seed.values()))[pool]["images"][method]}
             for _, key in COLUMNS:
                 values = [r[pool]["accuracy"] if key == "accuracy" else r[pool]["metrics"][method].get(key)
                           for r in per_seed.values()]
@@ -119,11 +132,11 @@ def aggregate(per_seed: dict[int, dict], methods: list[str]) -> list[dict]:
 def markdown_table(rows: list[dict], title: str) -> str:
     present = [(name, key) for name, key in COLUMNS if any(key in r for r in rows)]
     lines = [f"**{title}** (mean over seeds, +- half the max-min spread)", "",
-             "| method | pooling | " + " | ".join(name for name, _ in present) + " |",
-             "|---|---|" + "---|" * len(present)]
+             "| method | pooling | images | " + " | ".join(name for name, _ in present) + " |",
+             "|---|---|---|" + "---|" * len(present)]
     for row in rows:
         cells = [f"{row[key]:.2f} +- {row[key + '_spread'] / 2:.2f}" if key in row else "" for _, key in present]
-        lines.append(f"| {row['method']} | {row['pooling'].upper()} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['method']} | {row['pooling'].upper()} | {row['images']} | " + " | ".join(cells) + " |")
     lines += ["", "Poster (ResNet-50, ImageNet; reference only):", "",
               "| method | pooling | Acc | AD | AI | AG | I | D |", "|---|---|---|---|---|---|---|---|"]
     for (method, pool), values in POSTER.items():
@@ -136,15 +149,18 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("builtin", "fashion_mnist"), default="builtin")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
-    parser.add_argument("--imsize", type=int, default=96)
-    parser.add_argument("--epochs", type=int, default=3, help="GAP fine-tuning epochs")
-    parser.add_argument("--stream_epochs", type=int, default=3, help="CA stream epochs (frozen backbone)")
+    parser.add_argument("--imsize", type=int, default=128, help="128 px gives EfficientNet-Lite0 4x4 feature maps")
+    parser.add_argument("--epochs", type=int, default=4, help="GAP fine-tuning epochs")
+    parser.add_argument("--stream_epochs", type=int, default=4, help="CA stream epochs (frozen backbone)")
     parser.add_argument("--stream_lr", type=float, default=3e-3)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--eval_fraction", type=float, default=0.25, help="fraction of the validation set scored")
+    parser.add_argument("--eval_fraction", type=float, default=0.5, help="fraction of the validation set scored")
     parser.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++", "scorecam", "attention"])
-    parser.add_argument("--train_per_class", type=int, default=200, help="Fashion-MNIST training images per class")
-    parser.add_argument("--val_per_class", type=int, default=40, help="Fashion-MNIST validation images per class")
+    parser.add_argument("--slow_methods", nargs="*", default=["scorecam"],
+                        help="methods scored on --slow_fraction of the validation set only")
+    parser.add_argument("--slow_fraction", type=float, default=0.1)
+    parser.add_argument("--train_per_class", type=int, default=150, help="Fashion-MNIST training images per class")
+    parser.add_argument("--val_per_class", type=int, default=30, help="Fashion-MNIST validation images per class")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments/<dataset>")
     parser.add_argument("--fresh", action="store_true", help="rerun every step even when its outputs exist")
     args = parser.parse_args()
