@@ -28,4 +28,7 @@ def test_shrunken_comparison_fills_every_cell(tmp_path):
             assert math.isfinite(row[key]), (row["method"], row["pooling"], key)
     table = (out / "results.md").read_text()
     assert "| gradcam | CA |" in table and "nan" not in table
-    assert (out / "curves_insertion.png").is_file() and (out / "curves_deletion.png").is_file()
+    assert (out / "curves.png").stat().st_size > 10_000
+    seconds = sorted(out.rglob("*.seconds"))
+    assert len(seconds) == 2 + 2 * 2 * 2, seconds  # 2 trainings, (recognition + objrecon) x 2 pools x 2 subsets
+    assert all(float(f.read_text()) > 0 for f in seconds)

@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from utils.checkpoint import atomic_write_text, save_json  # noqa: E402
-from utils.report import save_curve_plot, write_csv  # noqa: E402
+from utils.report import save_curve_panels, write_csv  # noqa: E402
 
 COLUMNS = (("Acc", "accuracy"), ("AD", "ad"), ("AI", "ai"), ("AG", "ag"), ("I", "insertion"), ("D", "deletion"),
            ("PG", "pointing_game"))
@@ -44,10 +44,13 @@ def run(command: list[str], log: Path) -> None:
     started = time.perf_counter()
     with log.open("w") as file:
         result = subprocess.run([sys.executable, *command], cwd=REPO, stdout=file, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
     tail = log.read_text().strip().splitlines()[-1:] or [""]
     if result.returncode:
         raise SystemExit(f"error: step failed ({' '.join(command[:1])}), see {log}: {tail[0]}")
-    print(f"  {' '.join(command[:1])} done in {time.perf_counter() - started:.0f}s ({log.name})", flush=True)
+    # the step's duration stays with its outputs, so a rerun that reuses them still reports the experiment's time
+    atomic_write_text(log.with_suffix(".seconds"), f"{seconds:.1f}\n")
+    print(f"  {' '.join(command[:1])} done in {seconds:.0f}s ({log.name})", flush=True)
 
 
 def dataset_flags(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -144,6 +147,31 @@ def markdown_table(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mean_curves(per_seed: dict[int, dict], methods: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Insertion and deletion panels: the first method (Grad-CAM) under GAP and CA, and the stream's attention."""
+    lines = [(methods[0], "gap"), (methods[0], "ca")] + [(m, "ca") for m in methods if m.startswith("attention")]
+    return {mode: {f"{method} / {pool.upper()}": np.mean([r[pool]["curves"][method][mode]
+                                                          for r in per_seed.values()], axis=0)
+                   for method, pool in lines}
+            for mode in ("insertion", "deletion")}
+
+
+def publish(out: Path, folder: Path, dataset: str) -> None:
+    """Copies the table, its data and the plot to ``folder`` and rewrites the README's block for this dataset
+    (between ``<!-- results:<dataset> -->`` and ``<!-- /results:<dataset> -->``), so the table is never typed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("results.md", "results.csv", "results.json", "curves.png"):
+        shutil.copyfile(out / name, folder / name)
+    readme = REPO / "README.md"
+    begin, end = f"<!-- results:{dataset} -->", f"<!-- /results:{dataset} -->"
+    text = readme.read_text()
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        atomic_write_text(readme, f"{head}{begin}\n{(out / 'results.md').read_text()}{end}{tail}")
+        print(f"README.md: results of {dataset} refreshed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("builtin", "fashion_mnist"), default="builtin")
@@ -163,18 +191,19 @@ def main() -> None:
     parser.add_argument("--val_per_class", type=int, default=30, help="Fashion-MNIST validation images per class")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments/<dataset>")
     parser.add_argument("--fresh", action="store_true", help="rerun every step even when its outputs exist")
+    parser.add_argument("--publish", type=Path, default=None,
+                        help="copy results.md/csv/json and curves.png here and refresh the README's table")
     args = parser.parse_args()
     args.out = args.out or REPO / "runs" / "experiments" / args.dataset
     if args.fresh and args.out.exists():
         shutil.rmtree(args.out)
-    started = time.perf_counter()
     train_data, eval_data = dataset_flags(args)
     per_seed = {}
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         per_seed[seed] = run_seed(args, seed, train_data, eval_data)
     rows = aggregate(per_seed, args.methods)
-    minutes = (time.perf_counter() - started) / 60
+    minutes = sum(float(f.read_text()) for f in args.out.rglob("*.seconds")) / 60
     title = (f"{args.dataset}, {args.backbone} at {args.imsize}px, seeds {' '.join(map(str, args.seeds))}, "
              f"{minutes:.1f} min")
     write_csv(args.out / "results.csv", rows)
@@ -184,11 +213,10 @@ def main() -> None:
                                                        for s, res in per_seed.items()},
                                           "minutes": minutes})
     atomic_write_text(args.out / "results.md", markdown_table(rows, title))
-    method = args.methods[0]
-    for mode in ("insertion", "deletion"):
-        curves = {f"{method} / {pool.upper()}": np.mean([r[pool]["curves"][method][mode] for r in per_seed.values()],
-                                                       axis=0) for pool in ("gap", "ca")}
-        save_curve_plot(args.out / f"curves_{mode}.png", curves, f"{mode} ({args.dataset}, mean over seeds)")
+    save_curve_panels(args.out / "curves.png", mean_curves(per_seed, args.methods),
+                      f"{args.dataset}: mean over images and seeds {' '.join(map(str, args.seeds))}")
+    if args.publish:
+        publish(args.out, args.publish, args.dataset)
     print((args.out / "results.md").read_text())
     print(f"results: {args.out}")
 
