@@ -25,11 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import create_model  # noqa: E402
 from utils.checkpoint import save_json  # noqa: E402
-from utils.saliency import create_saliency  # noqa: E402
+from utils.saliency import FAST_VARIANTS, available_methods, create_saliency  # noqa: E402
+
+# one forward (or more) per channel of the target layer: 2048 for ResNet-50
+PER_CHANNEL_METHODS = ("scorecam", "ablationcam", "sess")
 
 TARGETS = {"fast_vs_forward_max": 1.2, "package_vs_fast_min": 2.5, "attention_vs_forward_max": 1.1}
 
@@ -128,6 +132,34 @@ def bench_scorecam(args: argparse.Namespace, device: torch.device) -> dict:
             "maps_per_s": round(1 / seconds, 4)}
 
 
+def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
+    """Maps per second of every method create_saliency knows, on the ``ca`` model (gradient CAMs through both
+    engines). One warm-up call, then one timed call on the batch; the methods that run a forward per channel
+    of the target layer are timed on one image."""
+    torch.manual_seed(0)
+    model = create_model(args.model, pool="ca", num_classes=1000).to(device).eval()
+    x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    results = {}
+    for name in tqdm(available_methods(), desc="methods"):
+        for engine in ("auto", "package") if name in FAST_VARIANTS else ("auto",):
+            images = 1 if name in PER_CHANNEL_METHODS else args.batch
+            with create_saliency(name, model, engine=engine) as method:
+                if images > 1:
+                    method(x[:1], targets[:1])
+                _sync(device)
+                start, cpu = time.perf_counter(), _cpu_seconds()
+                method(x[:images], targets[:images])
+                _sync(device)
+                seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+            key = name if engine == "auto" else f"{name} (package)"
+            results[key] = {"images": images, "seconds": round(seconds, 4), "cpu_seconds": round(cpu, 4),
+                            "maps_per_s": round(images / seconds, 4)}
+            print(f"  {key:28s} {images / seconds:10.3f} maps/s ({images} image(s) in {seconds:.2f}s)", flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet50")
@@ -138,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--scorecam", action="store_true", help="also time ScoreCAM on one image (slow on CPU)")
     parser.add_argument("--scorecam-batch", type=int, default=128, help="ScoreCAM's inner channel batch")
+    parser.add_argument("--all-methods", action="store_true",
+                        help="also maps/s of every saliency method (slow methods on one image)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "saliency.json")
     args = parser.parse_args(argv)
     if args.threads:
@@ -177,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[ca] ScoreCAM, one image, {sc['channels']} channels in batches of {sc['channel_batch']}: "
               f"{sc['seconds_per_image']:.1f}s per image ({sc['maps_per_s']:.3f} maps/s, "
               f"{sc['cpu_seconds_per_image']:.1f}s CPU)")
+    if args.all_methods:
+        report["all_methods"] = bench_all_methods(args, device)
     save_json(args.out, report)
     print(f"targets met (wall): {met['ratios']}, (CPU time): {met['cpu_ratios']}; wrote {args.out}")
     return report

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/demo}
-IMSIZE=${IMSIZE:-96}
-EPOCHS=${EPOCHS:-3}
+IMSIZE=${IMSIZE:-128}
+EPOCHS=${EPOCHS:-4}
 
 python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --store_dir "$OUT/gap"
 python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --pool ca --freeze --init_from "$OUT/gap" \
