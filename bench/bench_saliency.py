@@ -48,12 +48,12 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int,
-                     device: torch.device) -> dict[str, list[tuple[float, float]]]:
+def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device,
+                     warm_up: bool = True) -> dict[str, list[tuple[float, float]]]:
     """Every callable once as warm-up, then ``repeats`` rounds in which each runs once (interleaved).
     Records (wall, process CPU) seconds: on a shared CPU the wall time depends on the neighbours' load, the
     CPU time much less (with one thread it is the work done; with more it also counts spin-waiting)."""
-    for run in runs.values():
+    for run in runs.values() if warm_up else ():
         run()
     times: dict[str, list] = {name: [] for name in runs}
     for _ in range(repeats):
@@ -134,8 +134,8 @@ def bench_scorecam(args: argparse.Namespace, device: torch.device) -> dict:
 
 def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
     """Maps per second of every method create_saliency knows, on the ``ca`` model (gradient CAMs through both
-    engines). One warm-up call, then one timed call on the batch; the methods that run a forward per channel
-    of the target layer are timed on one image."""
+    engines): a warm-up call on the same batch, then the best of two timed calls. The methods that run a
+    forward per channel of the target layer get one image and a single call."""
     torch.manual_seed(0)
     model = create_model(args.model, pool="ca", num_classes=1000).to(device).eval()
     x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
@@ -144,19 +144,16 @@ def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
     results = {}
     for name in tqdm(available_methods(), desc="methods"):
         for engine in ("auto", "package") if name in FAST_VARIANTS else ("auto",):
-            images = 1 if name in PER_CHANNEL_METHODS else args.batch
+            slow = name in PER_CHANNEL_METHODS
+            images = 1 if slow else args.batch
             with create_saliency(name, model, engine=engine) as method:
-                if images > 1:
-                    method(x[:1], targets[:1])
-                _sync(device)
-                start, cpu = time.perf_counter(), _cpu_seconds()
-                method(x[:images], targets[:images])
-                _sync(device)
-                seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+                samples = time_interleaved({name: lambda: method(x[:images], targets[:images])},
+                                           1 if slow else 2, device, warm_up=not slow)[name]
+            seconds, cpu = min(samples)
             key = name if engine == "auto" else f"{name} (package)"
             results[key] = {"images": images, "seconds": round(seconds, 4), "cpu_seconds": round(cpu, 4),
                             "maps_per_s": round(images / seconds, 4)}
-            print(f"  {key:28s} {images / seconds:10.3f} maps/s ({images} image(s) in {seconds:.2f}s)", flush=True)
+            tqdm.write(f"  {key:30s} {images / seconds:10.3f} maps/s ({images} image(s) in {seconds:.2f}s)")
     return results
 
 
