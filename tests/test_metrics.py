@@ -306,6 +306,36 @@ def test_independent_of_batch_size() -> None:
     assert all(torch.equal(p, pert[0]) for p in pert)
 
 
+class RunsOutOfMemoryAbove(nn.Module):
+    """Wraps a model and raises CUDA's out-of-memory error for forwards of more than ``limit`` images, as a
+    card does when the chunk is too large, and records the sizes that ran."""
+
+    def __init__(self, model: nn.Module, limit: int) -> None:
+        super().__init__()
+        self.model, self.limit, self.sizes = model, limit, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        self.sizes.append(x.shape[0])
+        return self.model(x)
+
+
+def test_chunks_that_run_out_of_memory_are_split_with_the_same_curves() -> None:
+    g = torch.Generator().manual_seed(3)
+    model = tiny_cnn(3)
+    images = torch.randn(4, 3, 12, 12, generator=g)
+    sal = torch.rand(4, 3, 3, generator=g)
+    targets = [0, 1, 2, 3]
+    want = causal_metric(model, images, sal, targets, "deletion", pixels_per_step=10, batch_size=1000)
+    limited = RunsOutOfMemoryAbove(model, limit=9)
+    got = causal_metric(limited, images, sal, targets, "deletion", pixels_per_step=10, batch_size=1000)
+    assert (got - want).abs().max() <= 1e-6
+    assert max(limited.sizes) <= 9 and sum(limited.sizes) == 4 * (math.ceil(144 / 10) + 1)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        causal_metric(RunsOutOfMemoryAbove(model, limit=0), images, sal, targets, "deletion", 10, batch_size=8)
+
+
 # --------------------------------------------------------------------------------------------
 # Positive / negative perturbation
 

@@ -179,6 +179,21 @@ def _pixel_rank(saliency: torch.Tensor, descending: bool) -> torch.Tensor:
 # Forward passes
 
 def _logits(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, channels_last: bool) -> torch.Tensor:
+    """Logits of ``x`` in one forward; a chunk that runs out of GPU memory is split in halves (recursively), so a
+    large ``batch_size`` means "the largest chunk that fits" and results do not depend on it."""
+    try:
+        return _forward(model, x, amp_dtype, channels_last)
+    except torch.cuda.OutOfMemoryError:
+        if x.shape[0] == 1:
+            raise
+    if x.is_cuda:
+        torch.cuda.empty_cache()
+    half = (x.shape[0] + 1) // 2
+    return torch.cat([_logits(model, x[:half], amp_dtype, channels_last),
+                      _logits(model, x[half:], amp_dtype, channels_last)])
+
+
+def _forward(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None, channels_last: bool) -> torch.Tensor:
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()

@@ -87,7 +87,8 @@ def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
                          "run: plotted and tabulated against this one")
 
     add_evaluation_data_arguments(parser, batch_help="images per batch, also the bound on images x steps "
-                                                     "forwarded at once")
+                                                     "forwarded at once; a chunk that runs out of GPU memory is "
+                                                     "split, so on a GPU give the largest you like")
     add_trained_model_arguments(parser)
     return parser
 
