@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -376,3 +378,13 @@ def test_fashion_mnist_missing_source(tmp_path):
     assert not fashion_mnist_available(tmp_path)
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         prepare_fashion_mnist(tmp_path / "out", source_dir=tmp_path)
+
+
+def test_generated_dataset_folder_follows_the_umask(tmp_path):
+    """mkdtemp's private 0700 must not stay on a dataset folder that others on a cluster read."""
+    previous = os.umask(0o027)
+    try:
+        root = ensure_builtin_dataset(tmp_path / "b", seed=0, **SMALL)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o750

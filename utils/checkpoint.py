@@ -26,7 +26,8 @@ TRAIN_STATE_NAME = "last.pth"
 BEST_WEIGHTS_NAME = "model_best.safetensors"
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask, which the modes of files this project creates follow."""
     mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
@@ -44,7 +45,7 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
             file.flush()
             os.fsync(file.fileno())
         # mkstemp creates the file private (0600); give it the mode a plain open() would have
-        os.chmod(tmp_name, 0o666 & ~_umask())
+        os.chmod(tmp_name, 0o666 & ~current_umask())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

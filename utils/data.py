@@ -36,6 +36,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from .checkpoint import current_umask
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_PCT = 0.875  # 224 / 256, the usual ImageNet evaluation crop
@@ -319,7 +321,7 @@ def _ensure_generated(root: Path, manifest: dict, generate: Callable[[Path], Non
                               f"remove it or choose another root")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is meant to be shared like any data folder
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; give it the mode a plain mkdir would
     try:
         generate(tmp)
         (tmp / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

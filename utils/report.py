@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write, save_json
+from .metrics import auc
 
 PathLike = Union[str, Path]
 MAPS_PREFIX = "saliency_"
@@ -123,7 +124,7 @@ def _draw_curves(axis, curves: Mapping[str, np.ndarray], title: str, ylabel: str
     """One line per label over the fraction of pixels changed, its AUC (x100, trapezoid) in the legend."""
     for label, curve in curves.items():
         curve = np.asarray(curve, dtype=float)
-        area = float(((curve[:-1] + curve[1:]) / 2).mean()) if len(curve) > 1 else float(curve[0])
+        area = float(auc(torch.from_numpy(curve))) if len(curve) > 1 else float(curve[0])
         axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{label} (AUC {100 * area:.1f})")
     axis.set_xlabel("fraction of pixels")
     axis.set_ylabel(ylabel)
