@@ -1,4 +1,4 @@
-"""Draws assets/architecture.png: a CNN backbone with the CA stream beside it (python assets/draw_architecture.py).
+"""Draws assets/architecture.png: a CNN backbone with the CA stream beside it (python -m assets.draw_architecture).
 
 The widths and attention grids are read off a real model built by ``models.create_model``, so the figure
 stays true to the code.
@@ -6,7 +6,6 @@ stays true to the code.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import create_model  # noqa: E402
 
 

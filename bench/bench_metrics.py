@@ -1,7 +1,7 @@
 """Insertion/deletion throughput: a reference-style loop against utils.metrics.causal_metric (fp32 channels_last,
 bf16 autocast), measured in the same run on a random-init timm model (nothing is downloaded).
 
-    python bench/bench_metrics.py --model resnet50 --imsize 224 --images 4 --protocol reference
+    python -m bench.bench_metrics --model resnet50 --imsize 224 --images 4 --protocol reference
 
 Baseline = what the reference's CausalMetric.evaluate does: for each step, copy the next pixels into the
 running image batch, one fp32 NCHW forward of all images under no_grad, softmax, scores moved to the CPU.
@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.checkpoint import save_json  # noqa: E402
-from utils.metrics import _pixel_rank, blur, causal_metric, get_protocol, prepare_saliency  # noqa: E402
+from utils.checkpoint import save_json
+from utils.metrics import _pixel_rank, blur, causal_metric, get_protocol, prepare_saliency
 
 
 class PeakMemory:
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
             best["cpu_seconds"] = min(best["cpu_seconds"], cpu_seconds)
             best["peak_memory_mb"] = max(best["peak_memory_mb"], peak)
             curves[name] = curve
-    for name, r in results.items():
+    for r in results.values():
         r["image_steps_per_s"] = image_steps / r["seconds"]
         r["speedup_vs_baseline"] = results["baseline"]["seconds"] / r["seconds"]
         r["cpu_time_speedup_vs_baseline"] = results["baseline"]["cpu_seconds"] / r["cpu_seconds"]

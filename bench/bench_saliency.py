@@ -1,7 +1,7 @@
 """Saliency throughput: the fast Grad-CAM path and the stream's attention against a plain forward and against
 ``pytorch_grad_cam.GradCAM``, all measured in the same run on random-init timm models (nothing downloaded).
 
-    python bench/bench_saliency.py --model resnet50 --imsize 224 --batch 8 [--scorecam]
+    python -m bench.bench_saliency --model resnet50 --imsize 224 --batch 8 [--scorecam]
 
 Timed, for a ``gap`` and a ``ca`` model: a plain forward under no_grad (the baseline), the fast Grad-CAM path
 (``create_saliency('gradcam', model)``), the package's GradCAM as users call it (hooks, full backward, CPU
@@ -19,18 +19,17 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models import create_model  # noqa: E402
-from utils.checkpoint import save_json  # noqa: E402
-from utils.saliency import FAST_VARIANTS, available_methods, create_saliency  # noqa: E402
+from models import create_model
+from utils.checkpoint import save_json
+from utils.saliency import FAST_VARIANTS, available_methods, create_saliency
 
 # one forward (or more) per channel of the target layer: 2048 for ResNet-50
 PER_CHANNEL_METHODS = ("scorecam", "ablationcam", "sess")
@@ -147,7 +146,7 @@ def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
             slow = name in PER_CHANNEL_METHODS
             images = 1 if slow else args.batch
             with create_saliency(name, model, engine=engine) as method:
-                samples = time_interleaved({name: lambda: method(x[:images], targets[:images])},
+                samples = time_interleaved({name: partial(method, x[:images], targets[:images])},
                                            1 if slow else 2, device, warm_up=not slow)[name]
             seconds, cpu = min(samples)
             key = name if engine == "auto" else f"{name} (package)"

@@ -1,7 +1,7 @@
 """Training-step benchmark: frozen-backbone protocol vs full fine-tuning, CA head vs GAP, channels_last and bf16.
 
-    python bench/bench_training.py --model resnet50 --imsize 224 --batch 8 --steps 5
-    python bench/bench_training.py --device cuda --batch 128 --out bench/results/training_gpu.json
+    python -m bench.bench_training --model resnet50 --imsize 224 --batch 8 --steps 5
+    python -m bench.bench_training --device cuda --batch 128 --out bench/results/training_gpu.json
 
 Every configuration is timed in the same run, interleaved round by round (so drifting load on a shared machine
 hits all of them alike), and reported as the median step time and as ratios to its baseline. Results go to
@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from models import create_model  # noqa: E402
-from utils.checkpoint import save_json  # noqa: E402
-from utils.engine import autocast  # noqa: E402
+from models import create_model
+from utils.checkpoint import save_json
+from utils.engine import autocast
 
 # name: (pool, frozen backbone, channels_last, amp)
 CONFIGS = {

@@ -9,8 +9,13 @@ import timm
 
 from .classifier import POOL_TYPES, CAStreamClassifier, default_cam_target_layer, default_stream_taps
 from .stream import CAStream, CrossAttentionBlock
-from .weights import (LoadReport, efficientnet_lite0_state_dict, load_backbone_weights, load_model_weights,
-                      read_state_dict)
+from .weights import (
+    LoadReport,
+    efficientnet_lite0_state_dict,
+    load_backbone_weights,
+    load_model_weights,
+    read_state_dict,
+)
 
 # Backbones the tests build with every pooling head; any other timm CNN exposing feature_info works too.
 SUPPORTED_BACKBONES = (
@@ -121,6 +126,7 @@ def read_config(run_dir: Union[str, Path]) -> dict:
 __all__ = [
     "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "LoadReport", "POOL_TYPES", "SUPPORTED_BACKBONES",
     "create_model", "create_model_from_config", "default_cam_target_layer", "default_stream_taps",
-    "efficientnet_lite0_state_dict", "has_offline_weights", "load_backbone_weights", "load_model_weights", "model_config",
+    "efficientnet_lite0_state_dict", "has_offline_weights", "load_backbone_weights", "load_model_weights",
+    "model_config",
     "parse_model_name", "read_config", "read_state_dict",
 ]

@@ -1,12 +1,7 @@
 """Shared fixtures: small built-in datasets and short training runs, written under pytest's temp folders."""
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_shrunken_comparison_fills_every_cell(tmp_path):
     out = tmp_path / "experiment"
     result = subprocess.run(
-        [sys.executable, "routines/experiments/compare.py", "--dataset", "builtin", "--seeds", "0", "--epochs", "1",
-         "--stream_epochs", "1", "--imsize", "64", "--eval_fraction", "0.05", "--slow_fraction", "0.02", "--out", str(out)],
+        [sys.executable, "-m", "routines.experiments.compare", "--dataset", "builtin", "--seeds", "0", "--epochs", "1",
+         "--stream_epochs", "1", "--imsize", "64", "--eval_fraction", "0.05", "--slow_fraction", "0.02",
+         "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())["rows"]

@@ -82,7 +82,7 @@ def test_drop_increase_gain_closed_form() -> None:
     assert gain[0] == 0 and gain[2] == 0 and gain[3] == 0 and gain[4] == 0    # p = o / o < p / p = 1 / p = 0
     assert gain[1].item() == pytest.approx(0.5)
     assert gain[5].item() == pytest.approx(0.5)                                 # p = 0: gain = o
-    assert gain[6].item() == pytest.approx((o64[6] - p64[6]) / (1 - p64[6]), rel=1e-8)  # p -> 1: finite
+    assert gain[6].item() == pytest.approx(((o64[6] - p64[6]) / (1 - p64[6])).item(), rel=1e-8)  # p -> 1: finite
     assert torch.isfinite(drop).all() and torch.isfinite(gain).all()
     assert ((drop >= 0) & (drop <= 1) & (gain >= 0) & (gain <= 1)).all()
 

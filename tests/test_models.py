@@ -5,8 +5,15 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from models import (SUPPORTED_BACKBONES, CAStreamClassifier, CrossAttentionBlock, create_model,
-                    load_backbone_weights, load_model_weights, parse_model_name)
+from models import (
+    SUPPORTED_BACKBONES,
+    CAStreamClassifier,
+    CrossAttentionBlock,
+    create_model,
+    load_backbone_weights,
+    load_model_weights,
+    parse_model_name,
+)
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -161,7 +168,8 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
 def test_weights_of_another_class_count_are_refused(tmp_path):
     path = tmp_path / "r18_10.pth"
     torch.save(create_model("resnet18", num_classes=10).state_dict(), path)
-    with pytest.raises(ValueError, match=r"r18_10.pth is for 10 classes \(backbone.fc.weight \(10, 512\)\), but the model has 5"):
+    expected = r"r18_10.pth is for 10 classes \(backbone.fc.weight \(10, 512\)\), but the model has 5"
+    with pytest.raises(ValueError, match=expected):
         load_model_weights(create_model("resnet18", num_classes=5), path)
 
 
@@ -219,8 +227,8 @@ def test_every_supported_backbone_runs_with_every_head():
 
 def _photo(image: np.ndarray, size: int = 224) -> torch.Tensor:
     """Resize the short side to 256, centre-crop 224, normalise with mean = std = 0.5 (TF-Lite)."""
-    from PIL import Image
     import torchvision.transforms as T
+    from PIL import Image
     transform = T.Compose([T.Resize(256), T.CenterCrop(size), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
     return transform(Image.fromarray(image))
 

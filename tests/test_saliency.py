@@ -7,10 +7,25 @@ import pytest
 import torch
 
 from models import create_model
-from utils.saliency import (CAVEATS, FAST_VARIANTS, PACKAGE_HELPERS, UNSUPPORTED_REASONS, AttentionMaps,
-                            FastGradientCAM, GradCamPackageMethod, RandomMap, SaliencyMethod, _PACKAGE_NAMES,
-                            available_methods, create_saliency, normalize_maps, overlay, package_cam_classes,
-                            reduce_attention, upsample_maps)
+from utils.saliency import (
+    _PACKAGE_NAMES,
+    CAVEATS,
+    FAST_VARIANTS,
+    PACKAGE_HELPERS,
+    UNSUPPORTED_REASONS,
+    AttentionMaps,
+    FastGradientCAM,
+    GradCamPackageMethod,
+    RandomMap,
+    SaliencyMethod,
+    available_methods,
+    create_saliency,
+    normalize_maps,
+    overlay,
+    package_cam_classes,
+    reduce_attention,
+    upsample_maps,
+)
 
 # ScoreCAM / AblationCAM run one forward per channel: on the full-width models (512 / 768 channels) they
 # take minutes on 2 CPU cores, so the default run uses the same architectures at 1/8 width (slow: full).

@@ -60,7 +60,8 @@ def test_sbatch_scripts_pass_flags_main_accepts(script, tmp_path):
     stubs = {
         "srun": '#!/bin/bash\nexec "$@"\n',
         "scontrol": "#!/bin/bash\nexit 0\n",
-        "fake-python": f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n",
+        "fake-python": f"#!{sys.executable}\nimport json, sys\n"
+                       f"json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n",
     }
     for name, text in stubs.items():
         (bin_dir / name).write_text(text)
@@ -74,11 +75,8 @@ def test_sbatch_scripts_pass_flags_main_accepts(script, tmp_path):
     argv = json.loads(argv_file.read_text())
     assert argv[0] == "main_INets.py"
 
-    sys.path.insert(0, str(REPO))
-    try:
-        import main_INets
-    finally:
-        sys.path.remove(str(REPO))
+    import main_INets
+
     args = main_INets.build_parser().parse_args(argv[1:])
     assert args.resume == "auto" and args.epochs == 3
     assert args.use_gpu == (script != "builtin")
@@ -133,7 +131,8 @@ def test_builtin_sbatch_requeues_on_usr1_and_resumes(cluster, tmp_path):
 
     deadline = time.monotonic() + 60
     while not (out.is_file() and out.read_text().count("STUB restart=0") == 2):
-        assert time.monotonic() < deadline, f"the job did not start its tasks\n{out.read_text() if out.is_file() else ''}"
+        log = out.read_text() if out.is_file() else ""
+        assert time.monotonic() < deadline, f"the job did not start its tasks\n{log}"
         time.sleep(0.25)
     cluster.run(["scancel", "--batch", "--signal=USR1", str(job)])
 
@@ -188,7 +187,8 @@ def test_builtin_sbatch_matches_torchrun(cluster, tmp_path):
     logs = [[row.rsplit(",", 1)[0] for row in (run / "log.csv").read_text().splitlines()]
             for run in (slurm_dir, torchrun_dir)]
     assert logs[0] == logs[1] and len(logs[0]) == 2
-    slurm_w, torchrun_w = _load_weights(slurm_dir / "model.safetensors"), _load_weights(torchrun_dir / "model.safetensors")
+    slurm_w = _load_weights(slurm_dir / "model.safetensors")
+    torchrun_w = _load_weights(torchrun_dir / "model.safetensors")
     assert slurm_w.keys() == torchrun_w.keys()
     for key in slurm_w:
         torch.testing.assert_close(slurm_w[key], torchrun_w[key], rtol=0, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")

@@ -92,7 +92,8 @@ def test_two_processes_equal_one_with_same_global_batch(tmp_path, small_builtin,
     assert result.returncode == 0, result.stderr[-3000:]
     # Gradients are averaged in another order, and AdamW divides by sqrt(v): a few weights differ by ~1e-5.
     assert_same_weights(weights(single), weights(tmp_path / "ddp"), atol=5e-5)
-    changed = [k for k in weights(single) if not torch.equal(weights(single)[k], weights(gap_run).get(k, torch.zeros(0)))]
+    single_weights, gap_weights = weights(single), weights(gap_run)
+    changed = [k for k in single_weights if not torch.equal(single_weights[k], gap_weights.get(k, torch.zeros(0)))]
     assert changed and all(k.startswith("stream.") for k in changed)
 
 
@@ -159,12 +160,12 @@ def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path):
 
 def test_killed_writer_process_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "last.pth"
-    writer = ("import sys, torch; sys.path.insert(0, %r)\n"
+    writer = ("import torch\n"
               "from utils.checkpoint import save_training_state\n"
               "big = torch.randn(4_000_000)\n"
               "for epoch in range(1, 10_000):\n"
-              "    save_training_state(%r, {'epoch': epoch, 'weights': big})\n") % (str(REPO), str(path))
-    process = subprocess.Popen([sys.executable, "-c", writer])
+              "    save_training_state(%r, {'epoch': epoch, 'weights': big})\n") % str(path)
+    process = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO)
     deadline = time.time() + 60
     while not path.exists() and time.time() < deadline:
         time.sleep(0.1)

@@ -8,10 +8,18 @@ from typing import Optional, Sequence
 
 import yaml
 
-from models import (CONFIG_NAME, POOL_TYPES, create_model, create_model_from_config, load_model_weights,
-                    parse_model_name, read_config)
+from models import (
+    CONFIG_NAME,
+    POOL_TYPES,
+    create_model,
+    create_model_from_config,
+    load_model_weights,
+    parse_model_name,
+    read_config,
+)
 from models.classifier import CAStreamClassifier
 from models.weights import MODEL_WEIGHTS_NAME, resolve_weights_path
+
 from .data import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 
 

@@ -348,7 +348,8 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 # Built-in dataset: shapes on cluttered backgrounds
 
 def default_builtin_root(seed: int = 0, imsize: int = BUILTIN_IMSIZE) -> Path:
-    """``$CASTREAM_DATA/builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}``; ``$CASTREAM_DATA`` defaults to ``~/.cache/ca_stream``."""
+    """``$CASTREAM_DATA/builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}``; ``$CASTREAM_DATA`` defaults to
+    ``~/.cache/ca_stream``."""
     base = Path(os.environ.get("CASTREAM_DATA") or Path.home() / ".cache" / "ca_stream").expanduser()
     return base / f"builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}"
 

@@ -22,15 +22,27 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from .cli import (add_config_argument, add_evaluation_data_arguments, add_trained_model_arguments,
-                  load_trained_model, parse_args)
-from .data import IMAGES_DIRNAME, MASKS_DIRNAME, build_dataset, load_mask, subset_indices, \
-    transform_mask
+from .cli import (
+    add_config_argument,
+    add_evaluation_data_arguments,
+    add_trained_model_arguments,
+    load_trained_model,
+    parse_args,
+)
+from .data import IMAGES_DIRNAME, MASKS_DIRNAME, build_dataset, load_mask, subset_indices, transform_mask
 from .metrics import PROTOCOLS, energy_pointing_game, evaluate_batch, get_protocol, pointing_game, predict
-from .recognition import (build_methods, compute_maps, default_store_dir, evaluated_indices, method_names,
-                          parse_indexes)
-from .report import MAPS_PREFIX, library_versions, load_maps, maps_path, save_curve_panels, save_curve_plot, \
-    save_maps, save_report, write_csv
+from .recognition import build_methods, compute_maps, default_store_dir, evaluated_indices, method_names, parse_indexes
+from .report import (
+    MAPS_PREFIX,
+    library_versions,
+    load_maps,
+    maps_path,
+    save_curve_panels,
+    save_curve_plot,
+    save_maps,
+    save_report,
+    write_csv,
+)
 
 DEFAULT_METHOD = "gradcam"
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16}
@@ -206,7 +218,8 @@ def select_rows(args: argparse.Namespace, sources: Sequence[Source], num_images:
         if class_source == "gt":
             wrong = [i for i in rows if targets[i] != labels[i]]
             if wrong:
-                raise ValueError(f"{first.path}: the ground-truth class of dataset row {wrong[0]} is {labels[wrong[0]]} "
+                raise ValueError(f"{first.path}: the ground-truth class of dataset row {wrong[0]} is "
+                                 f"{labels[wrong[0]]} "
                                  f"in the list file but {targets[wrong[0]]} in the maps file ({len(wrong)} rows "
                                  f"differ): were the maps made with another --path_lbl?")
         return rows, targets, class_source
@@ -414,8 +427,13 @@ def write_plots(store_dir: Path, label: str, curves: dict, other: Optional[dict]
 # Driver
 
 def run(args: argparse.Namespace) -> dict:
-    from .distributed import cleanup_distributed, gather_in_order, gather_tensors_in_order, setup_distributed, \
-        shard_indices
+    from .distributed import (
+        cleanup_distributed,
+        gather_in_order,
+        gather_tensors_in_order,
+        setup_distributed,
+        shard_indices,
+    )
     if args.use_gpu and not torch.cuda.is_available():
         raise ValueError("--use_gpu given but CUDA is not available (leave it out to evaluate on the CPU)")
     if args.batch_size < 1:
@@ -457,7 +475,10 @@ def run(args: argparse.Namespace) -> dict:
         if args.save_maps:
             for method, parts in computed.items():
                 # an empty shard still joins the collective, with the method's map size
-                local = torch.cat(parts) if parts else torch.zeros(0, *_probe_map_size(sources, method, dataset, device))
+                if parts:
+                    local = torch.cat(parts)
+                else:
+                    local = torch.zeros(0, *_probe_map_size(sources, method, dataset, device))
                 saved_maps[method] = gather_tensors_in_order(local, shard, order=rows)
     finally:
         cleanup_distributed()
@@ -489,7 +510,8 @@ def run(args: argparse.Namespace) -> dict:
             "masks": str(mask_root / MASKS_DIRNAME) if mask_root else None,
         },
         "saliency": {s.method: s.card() for s in sources},
-        "model": {"state_root": args.state_root, **{k: config.get(k) for k in ("backbone", "pool", "classes", "heads")}},
+        "model": {"state_root": args.state_root,
+                  **{k: config.get(k) for k in ("backbone", "pool", "classes", "heads")}},
         "precision": {"amp": args.amp, "channels_last": args.channels_last, "device": str(device)},
         "versions": library_versions(),
     }

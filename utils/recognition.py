@@ -27,15 +27,21 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from models import CONFIG_NAME
+
 from .cli import load_trained_model
-from .data import (MASKS_DIRNAME, build_dataset, check_indexes, load_mask, subset_indices,
-                   transform_mask)
-from .distributed import (cleanup_distributed, gather_in_order, gather_tensors_in_order, setup_distributed,
-                          shard_indices)
+from .data import MASKS_DIRNAME, build_dataset, check_indexes, load_mask, subset_indices, transform_mask
+from .distributed import cleanup_distributed, gather_in_order, gather_tensors_in_order, setup_distributed, shard_indices
 from .metrics import energy_pointing_game, pointing_game
 from .report import maps_path, save_maps, save_overlay_grid, save_report, write_csv
-from .saliency import (AttentionMaps, RandomMap, SaliencyMethod, canonical_name, create_saliency, normalize_maps,
-                       reduce_attention)
+from .saliency import (
+    AttentionMaps,
+    RandomMap,
+    SaliencyMethod,
+    canonical_name,
+    create_saliency,
+    normalize_maps,
+    reduce_attention,
+)
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "top5", "target")
 CLASS_SOURCES = {False: "gt", True: "pred"}  # the --pred flag -> the class_source of utils.metrics' protocols

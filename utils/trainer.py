@@ -15,11 +15,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from models import (CONFIG_NAME, create_model, load_backbone_weights, model_config, parse_model_name,
-                    read_config)
+from models import CONFIG_NAME, create_model, load_backbone_weights, model_config, parse_model_name, read_config
 from models.weights import MODEL_WEIGHTS_NAME, resolve_weights_path
-from .checkpoint import (BEST_WEIGHTS_NAME, TRAIN_STATE_NAME, CsvLog, load_training_state, save_json,
-                         save_training_state, save_weights, save_yaml, seed_everything)
+
+from .checkpoint import (
+    BEST_WEIGHTS_NAME,
+    TRAIN_STATE_NAME,
+    CsvLog,
+    load_training_state,
+    save_json,
+    save_training_state,
+    save_weights,
+    save_yaml,
+    seed_everything,
+)
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, subset_indices
 from .distributed import cleanup_distributed, setup_distributed, shard_indices
 from .engine import EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch

@@ -2,4 +2,4 @@
 # GAP vs CA-Stream on the built-in dataset (adds the pointing game from its masks), two seeds, CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python routines/experiments/compare.py --dataset builtin --seeds 0 1 --publish assets/results/builtin "$@"
+python -m routines.experiments.compare --dataset builtin --seeds 0 1 --publish assets/results/builtin "$@"

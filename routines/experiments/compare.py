@@ -6,8 +6,8 @@ pointing game where masks exist) for both. Then (5) a results table in the poste
 pooling; columns: accuracy, AD, AI, AG, insertion, deletion) as mean +- spread over the seeds, a plot of the
 mean insertion/deletion curves (GAP vs CA), written to <out>/results.md, results.csv, results.json, curves.png.
 
-    python routines/experiments/compare.py --dataset builtin --seeds 0 1
-    python routines/experiments/compare.py --dataset fashion_mnist --seeds 0 1     # installs the Debian data
+    python -m routines.experiments.compare --dataset builtin --seeds 0 1
+    python -m routines.experiments.compare --dataset fashion_mnist --seeds 0 1     # installs the Debian data
 Rerunning regenerates the table; finished steps (their output files exist) are reused unless --fresh.
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 from utils.checkpoint import atomic_write_text, save_json  # noqa: E402
 from utils.report import save_curve_panels, write_csv  # noqa: E402
 

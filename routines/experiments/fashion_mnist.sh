@@ -3,4 +3,4 @@
 # when missing), two seeds, CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python routines/experiments/compare.py --dataset fashion_mnist --seeds 0 1 --publish assets/results/fashion_mnist "$@"
+python -m routines.experiments.compare --dataset fashion_mnist --seeds 0 1 --publish assets/results/fashion_mnist "$@"
