@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.cli import add_config_argument, add_model_arguments, parse_args
+from utils.cli import add_config_argument, add_model_arguments, error_line, parse_args
 from utils.engine import AMP_DTYPES, CRITERIA
 
 
@@ -101,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     try:
         return Trainer(args).fit()
     except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {error}") from None
+        raise SystemExit(f"error: {error_line(error)}") from None
 
 
 if __name__ == "__main__":

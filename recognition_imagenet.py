@@ -15,7 +15,13 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.cli import add_config_argument, add_evaluation_data_arguments, add_trained_model_arguments, parse_args
+from utils.cli import (
+    add_config_argument,
+    add_evaluation_data_arguments,
+    add_trained_model_arguments,
+    error_line,
+    parse_args,
+)
 from utils.saliency import ENGINES
 
 
@@ -24,9 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(parser)
 
     evaluation = parser.add_argument_group("Evaluation settings")
-    evaluation.add_argument("--salient", action="store_true", help="generate saliency maps (else: accuracy only)")
-    evaluation.add_argument("--method", nargs="+", default=["gradcam"],
-                            help="one or several attributions: gradcam, gradcam++, xgradcam, hirescam, layercam, "
+    evaluation.add_argument("--salient", action="store_true",
+                            help="generate saliency maps (else: accuracy only, unless --method is given)")
+    evaluation.add_argument("--method", nargs="+", default=None,
+                            help="one or several attributions, maps written for each (implies --salient; default "
+                                 "with --salient: gradcam): gradcam, gradcam++, xgradcam, hirescam, layercam, "
                                  "scorecam, ... (every pytorch-grad-cam CAM), attention, attention_mean, "
                                  "attention_product (the CA stream's own maps), random (baseline)")
     evaluation.add_argument("--engine", choices=ENGINES, default="auto",
@@ -58,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     try:
         return run_recognition(args)
     except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise SystemExit(f"error: {error_line(error)}") from None
 
 
 if __name__ == "__main__":

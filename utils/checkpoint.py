@@ -53,6 +53,19 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
     return path
 
 
+def ensure_writable_dir(path: PathLike, flag: str) -> Path:
+    """Creates ``path`` if needed and checks that files can be written there, before any work is done (one line
+    naming ``flag`` otherwise)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise OSError(f"{flag} {path} is not a writable folder: {error.strerror or error}") from None
+    return path
+
+
 def atomic_write_text(path: PathLike, text: str) -> Path:
     return atomic_write(path, lambda file: file.write(text.encode()))
 

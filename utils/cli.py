@@ -23,6 +23,17 @@ from models.weights import MODEL_WEIGHTS_NAME, resolve_weights_path
 from .data import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 
 
+def error_line(error: BaseException) -> str:
+    """One line for a user error. An error raised in a DataLoader worker arrives wrapped ("Caught OSError in
+    DataLoader worker process 0." and the worker's traceback): its last line is the original message."""
+    text = str(error).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        prefix = f"{type(error).__name__}: "
+        return last[len(prefix):] if last.startswith(prefix) else last
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", default=None,
                         help="YAML file of flag values (keys = flag names without dashes); flags given on the "

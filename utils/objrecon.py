@@ -22,10 +22,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from .checkpoint import ensure_writable_dir
 from .cli import (
     add_config_argument,
     add_evaluation_data_arguments,
     add_trained_model_arguments,
+    error_line,
     load_trained_model,
     parse_args,
 )
@@ -34,9 +36,13 @@ from .metrics import PROTOCOLS, energy_pointing_game, evaluate_batch, get_protoc
 from .recognition import build_methods, compute_maps, default_store_dir, evaluated_indices, method_names, parse_indexes
 from .report import (
     MAPS_PREFIX,
+    degenerate_maps_note,
+    evaluation_identity,
+    identity_mismatch,
     library_versions,
     load_maps,
     maps_path,
+    preprocessing_card,
     save_curve_panels,
     save_curve_plot,
     save_maps,
@@ -118,6 +124,7 @@ class Source:
     targets: Optional[list[int]] = None
     class_source: Optional[str] = None
     saliency: Any = None                                   # a SaliencyMethod when computed
+    identity: Optional[dict] = None                        # the model and data that made a file's maps
 
     @property
     def from_file(self) -> bool:
@@ -148,7 +155,29 @@ def _read_source(method: str, path: Path) -> Source:
     if len(rows) != len(indices):
         raise ValueError(f"{path}: a dataset row appears twice in its indices")
     return Source(method=loaded["method"] or method, path=path, maps=maps, rows=rows, targets=[int(t) for t in targets],
-                  class_source=loaded["class_source"])
+                  class_source=loaded["class_source"], identity=loaded["identity"])
+
+
+def check_sources(sources: Sequence[Source], identity: dict) -> list[str]:
+    """Refuses maps made by another model or for other data (one line naming the file and what differs); returns
+    warnings for files that cannot be checked or whose maps carry no ranking."""
+    notes = []
+    for source in sources:
+        if not source.from_file:
+            continue
+        if source.identity is None:
+            notes.append(f"{source.path} records no model or data identity (an older version wrote it): not "
+                         f"checked against --state_root")
+        else:
+            differences = identity_mismatch(source.identity, identity)
+            if differences:
+                raise ValueError(f"{source.path} was made by another model or for other data ({'; '.join(differences)})"
+                                 f": regenerate it with recognition_imagenet.py --salient for this --state_root, or "
+                                 f"evaluate in another --store_dir")
+        degenerate = degenerate_maps_note(source.maps)
+        if degenerate:
+            notes.append(f"{source.path}: {degenerate}")
+    return notes
 
 
 def resolve_sources(args: argparse.Namespace) -> list[Source]:
@@ -272,7 +301,8 @@ def _evaluate_shard(args, model, dataset, shard: list[int], sources: Sequence[So
     records: list[dict] = []
     computed: dict[str, list[torch.Tensor]] = {s.method: [] for s in sources if not s.from_file}
     start = 0
-    for images, labels in tqdm(loader, desc="objrecon", unit="batch", disable=not show_progress, dynamic_ncols=True):
+    bar = tqdm(total=len(shard), desc="objrecon", unit="img", disable=not show_progress, dynamic_ncols=True)
+    for images, labels in loader:
         rows = shard[start:start + len(images)]
         start += len(images)
         images = images.to(device, non_blocking=True)
@@ -302,6 +332,8 @@ def _evaluate_shard(args, model, dataset, shard: list[int], sources: Sequence[So
             for k, record in enumerate(batch_records):
                 record["methods"][source.method] = _image_metrics(out, k)
         records.extend(batch_records)
+        bar.update(len(rows))
+    bar.close()
     return records, computed
 
 
@@ -441,6 +473,7 @@ def run(args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     if args.store_dir is None:
         args.store_dir = str(default_store_dir(args.state_root, args.model))
+    ensure_writable_dir(args.store_dir, "--store_dir")
     other = load_summary(args.compare) if args.compare else None
     sources = resolve_sources(args)
     env, device = setup_distributed(args.use_gpu)
@@ -453,6 +486,12 @@ def run(args: argparse.Namespace) -> dict:
         dataset = build_dataset(args.root_data, args.path_lbl, imsize, train=False, mean=config["mean"],
                                 std=config["std"], num_classes=config["classes"], crop_pct=args.crop_pct,
                                 squash=args.squash)
+        preprocessing = preprocessing_card(imsize, args.crop_pct, args.squash, config["mean"], config["std"])
+        identity = evaluation_identity(model, config, dataset.samples, preprocessing)
+        notes = check_sources(sources, identity)
+        if env.is_main:
+            for note in notes:
+                print(f"warning: {note}", file=sys.stderr, flush=True)
         rows, targets, class_source = select_rows(args, sources, len(dataset), dataset.targets)
         protocol = dataclasses.replace(get_protocol(args.protocol), class_source=class_source)
         if env.is_main and class_source != get_protocol(args.protocol).class_source:
@@ -491,7 +530,8 @@ def run(args: argparse.Namespace) -> dict:
     fractions = list(protocol.perturbation_fractions)
     results, curves = summarize_records(records, methods, fractions)
     for method, maps in saved_maps.items():
-        save_maps(store_dir, method, maps, rows, [r["methods"][method]["target"] for r in records], class_source)
+        save_maps(store_dir, method, maps, rows, [r["methods"][method]["target"] for r in records], class_source,
+                  identity)
     card = {
         **protocol.to_dict(),
         "step_pixels": protocol.step_pixels(imsize, imsize),
@@ -505,8 +545,7 @@ def run(args: argparse.Namespace) -> dict:
             "dataset_images": len(dataset),
             "fraction": args.fraction, "indexes": parse_indexes(args.indexes), "seed": args.seed,
             "indices_sha256": indices_hash(rows),
-            "preprocessing": {"imsize": imsize, "crop_pct": None if args.squash else args.crop_pct,
-                              "squash": args.squash, "mean": config["mean"], "std": config["std"]},
+            "preprocessing": preprocessing,
             "masks": str(mask_root / MASKS_DIRNAME) if mask_root else None,
         },
         "saliency": {s.method: s.card() for s in sources},
@@ -555,4 +594,4 @@ def main(argv: Optional[Sequence[str]] = None, description: Optional[str] = None
     try:
         return run(args)
     except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise SystemExit(f"error: {error_line(error)}") from None

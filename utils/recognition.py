@@ -28,11 +28,20 @@ from torch.utils.data import DataLoader, Subset
 
 from models import CONFIG_NAME
 
+from .checkpoint import ensure_writable_dir
 from .cli import load_trained_model
 from .data import MASKS_DIRNAME, build_dataset, check_indexes, load_mask, subset_indices, transform_mask
 from .distributed import cleanup_distributed, gather_in_order, gather_tensors_in_order, setup_distributed, shard_indices
 from .metrics import energy_pointing_game, pointing_game
-from .report import maps_path, save_maps, save_overlay_grid, save_report, write_csv
+from .report import (
+    evaluation_identity,
+    maps_path,
+    preprocessing_card,
+    save_maps,
+    save_overlay_grid,
+    save_report,
+    write_csv,
+)
 from .saliency import (
     AttentionMaps,
     RandomMap,
@@ -306,8 +315,13 @@ def run_recognition(args: argparse.Namespace) -> dict:
         raise ValueError("--use_gpu given but CUDA is not available (leave it out to run on the CPU)")
     if not 0 < args.fraction <= 1:
         raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
-    names = method_names(args.method) if args.salient else []
+    # naming a method asks for its maps; --salient alone means the default method
+    names = method_names(args.method or ["gradcam"]) if args.salient or args.method else []
     indexes = parse_indexes(args.indexes)
+    store_dir = Path(args.store_dir) if args.store_dir else default_store_dir(args.state_root, args.model)
+    report_path = Path(args.report) if args.report else store_dir / "classification.json"
+    ensure_writable_dir(store_dir, "--store_dir")
+    ensure_writable_dir(report_path.parent, "--report")
     model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads,
                                        args.pretrained)
     imsize = args.imsize or config.get("imsize") or DEFAULT_IMSIZE
@@ -316,8 +330,8 @@ def run_recognition(args: argparse.Namespace) -> dict:
                             num_classes=config["classes"], crop_pct=args.crop_pct, squash=args.squash)
     indices = evaluated_indices(len(dataset), args.fraction, args.seed, indexes)
     class_names = config.get("class_names") or dataset.classes
-    store_dir = Path(args.store_dir) if args.store_dir else default_store_dir(args.state_root, args.model)
-    report_path = Path(args.report) if args.report else store_dir / "classification.json"
+    preprocessing = preprocessing_card(imsize, args.crop_pct, args.squash, mean, std)
+    identity = evaluation_identity(model, config, dataset.samples, preprocessing) if names else None
 
     env, device = setup_distributed(args.use_gpu)
     try:
@@ -345,8 +359,7 @@ def run_recognition(args: argparse.Namespace) -> dict:
         "model": {"state_root": args.state_root, "backbone": config["backbone"], "pool": config["pool"],
                   "heads": config["heads"], "classes": config["classes"], "pretrained": bool(args.pretrained)},
         "data": {"root_data": args.root_data or "built-in dataset", "path_lbl": args.path_lbl,
-                 "list": str(getattr(dataset, "list_file", "")) or None, "imsize": imsize, "crop_pct": args.crop_pct,
-                 "squash": args.squash, "mean": list(mean), "std": list(std)},
+                 "list": str(getattr(dataset, "list_file", "")) or None, **preprocessing},
         "world_size": env.world_size, "device": device.type, "channels_last": args.channels_last,
         "files": {"predictions": str(store_dir / "predictions.csv"), "report": str(report_path)},
     }
@@ -361,21 +374,20 @@ def run_recognition(args: argparse.Namespace) -> dict:
         located = localization(dataset, indices, maps, imsize, args.crop_pct, args.squash, args.pointing_tolerance)
         if located is not None:
             report["localization"] = located
-        _write_outputs(args, report, rows, maps, dataset, store_dir, report_path, class_names, mean, std)
+        _write_outputs(args, report, rows, maps, dataset, store_dir, report_path, class_names, identity)
         _print_summary(report, store_dir)
     return report
 
 
-def _write_outputs(args, report, rows, maps, dataset, store_dir: Path, report_path: Path, class_names, mean, std
-                   ) -> None:
-    store_dir.mkdir(parents=True, exist_ok=True)
+def _write_outputs(args, report, rows, maps, dataset, store_dir: Path, report_path: Path, class_names,
+                   identity: Optional[dict]) -> None:
     write_csv(store_dir / "predictions.csv", _prediction_csv_rows(rows, dataset), PREDICTION_FIELDS)
     indices = [r["index"] for r in rows]
     targets = [r["target"] for r in rows]
     for name, method_maps in maps.items():
-        save_maps(store_dir, name, method_maps, indices, targets, CLASS_SOURCES[bool(args.pred)])
+        save_maps(store_dir, name, method_maps, indices, targets, CLASS_SOURCES[bool(args.pred)], identity)
     overlays = _write_overlays(store_dir / "overlays.png", dataset, rows, maps, args.n_overlays, class_names,
-                               mean, std)
+                               report["data"]["mean"], report["data"]["std"])
     if overlays is not None:
         report["files"]["overlays"] = str(overlays)
     save_report(report_path, report)

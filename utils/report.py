@@ -4,8 +4,11 @@ atomically (temporary file, then rename)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import platform
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -37,32 +40,112 @@ def maps_path(store_dir: PathLike, method: str) -> Path:
     return Path(store_dir) / f"{MAPS_PREFIX}{method.replace('+', 'p')}.npz"
 
 
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of every tensor of ``model``'s state dict (names, shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def dataset_fingerprint(samples: Sequence[tuple[str, int]]) -> str:
+    """A short hash of a dataset's (relative path, label) rows, in order: the same list file gives the same hash
+    wherever the images live."""
+    digest = hashlib.sha256()
+    for relative_path, label in samples:
+        digest.update(f"{relative_path},{label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def preprocessing_card(imsize: int, crop_pct: float, squash: bool, mean: Sequence[float], std: Sequence[float]
+                       ) -> dict:
+    """The evaluation preprocessing, as recorded in reports and saliency files."""
+    return {"imsize": imsize, "crop_pct": None if squash else crop_pct, "squash": squash, "mean": list(mean),
+            "std": list(std)}
+
+
+def evaluation_identity(model: torch.nn.Module, config: Mapping[str, Any], samples: Sequence[tuple[str, int]],
+                        preprocessing: Mapping[str, Any]) -> dict:
+    """What saliency maps depend on besides the method: the model (architecture and weights), the data rows and
+    their preprocessing, and the classes. Stored in every saliency file and checked before its maps are scored."""
+    return {
+        "model": {"backbone": config.get("backbone"), "pool": config.get("pool"), "heads": config.get("heads"),
+                  "weights": model_fingerprint(model)},
+        "data": {"rows": len(samples), "list": dataset_fingerprint(samples), "preprocessing": dict(preprocessing)},
+        "classes": {"count": config.get("classes"), "names": config.get("class_names")},
+    }
+
+
+def identity_mismatch(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences between the identity stored with maps and the current evaluation's."""
+    differences = []
+    for key in ("backbone", "pool", "heads", "weights"):
+        if saved["model"].get(key) != current["model"].get(key):
+            differences.append(f"model {key} {saved['model'].get(key)} (now {current['model'].get(key)})")
+    if saved["data"].get("list") != current["data"].get("list"):
+        differences.append(f"data rows {saved['data'].get('rows')} with list hash {saved['data'].get('list')} "
+                           f"(now {current['data'].get('rows')}, {current['data'].get('list')})")
+    for key, value in saved["data"].get("preprocessing", {}).items():
+        if current["data"]["preprocessing"].get(key) != value:
+            differences.append(f"preprocessing {key} {value} (now {current['data']['preprocessing'].get(key)})")
+    if saved["classes"] != current["classes"]:
+        differences.append(f"classes {saved['classes'].get('count')} (now {current['classes'].get('count')})")
+    return differences
+
+
 def save_maps(store_dir: PathLike, method: str, maps: torch.Tensor, indices: Sequence[int],
-              targets: Sequence[int], class_source: str) -> Path:
-    """One file per method: maps (N, h, w) at their native resolution, row i for dataset row ``indices[i]``."""
+              targets: Sequence[int], class_source: str, identity: Optional[Mapping[str, Any]] = None) -> Path:
+    """One file per method: maps (N, h, w) at their native resolution, row i for dataset row ``indices[i]``, with
+    the :func:`evaluation_identity` of the model and data that made them."""
     buffer = io.BytesIO()
     np.savez(buffer, maps=maps.detach().float().cpu().numpy(), indices=np.asarray(indices, dtype=np.int64),
              targets=np.asarray(targets, dtype=np.int64), method=np.asarray(method),
-             class_source=np.asarray(class_source))
+             class_source=np.asarray(class_source), identity=np.asarray(json.dumps(identity or {})))
     return atomic_write(maps_path(store_dir, method), lambda file: file.write(buffer.getvalue()))
 
 
 def load_maps(path: PathLike) -> dict:
-    """Reads a file written by :func:`save_maps` (no pickled objects are allowed)."""
+    """Reads a file written by :func:`save_maps` (no pickled objects are allowed); ``identity`` is None for files
+    of versions that did not record it."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"saliency file not found: {path} (run recognition_imagenet.py --salient first, "
+                                "or give --method to compute the maps)")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a saliency file (an .npz archive written by recognition_imagenet.py)")
+    keys = ("maps", "indices", "targets", "method", "class_source")
     try:
         with np.load(path, allow_pickle=False) as data:
-            loaded = {key: data[key] for key in ("maps", "indices", "targets", "method", "class_source")}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"saliency file not found: {path} (run recognition_imagenet.py --salient first, "
-                                "or give --method to compute the maps)") from None
-    except (KeyError, ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a saliency file of recognition_imagenet.py: {error}") from None
-    if loaded["maps"].ndim != 3 or len(loaded["maps"]) != len(loaded["indices"]):
+            loaded = {key: data[key] for key in keys}
+            identity = json.loads(str(data["identity"])) if "identity" in data.files else None
+    except KeyError as error:
+        raise ValueError(f"{path} is not a saliency file of recognition_imagenet.py: it has no {error} array") \
+            from None
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable saliency file: {error}".splitlines()[0]) from None
+    maps = loaded["maps"]
+    if maps.ndim != 3 or len(maps) != len(loaded["indices"]):
         raise ValueError(f"{path}: expected maps (N, h, w) with one dataset index per map")
-    return {"maps": torch.from_numpy(loaded["maps"]), "indices": loaded["indices"].tolist(),
+    if 0 in maps.shape[1:]:
+        raise ValueError(f"{path}: its maps are empty ({maps.shape[1]}x{maps.shape[2]} pixels)")
+    return {"maps": torch.from_numpy(maps), "indices": loaded["indices"].tolist(),
             "targets": loaded["targets"].tolist(), "method": str(loaded["method"]),
-            "class_source": str(loaded["class_source"])}
+            "class_source": str(loaded["class_source"]), "identity": identity or None}
+
+
+def degenerate_maps_note(maps: torch.Tensor) -> Optional[str]:
+    """A warning when maps carry no ranking: 1x1 maps, or maps whose pixels are all equal (scored as all-zero
+    maps: every pixel ties, so insertion/deletion follow raster order and the masked image is black)."""
+    if maps.shape[-2:] == (1, 1):
+        return "its maps are 1x1: every pixel ties, so insertion/deletion follow raster order only"
+    flat = maps.flatten(1)
+    constant = int((flat.amax(1) == flat.amin(1)).sum())
+    if constant:
+        return (f"{constant} of {len(maps)} maps are constant (scored as all-zero maps: every pixel ties, so "
+                "insertion/deletion follow raster order)")
+    return None
 
 
 def library_versions() -> dict:

@@ -1,0 +1,204 @@
+"""The fault matrix: every bad input and fault the project names (the brief's and the reliability issue's), what
+it gives, in one place. Each row is a test here unless another file is named; a user error is one line naming
+the file, flag or value.
+
+- corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason, in all three
+  scripts (test_corrupt_image_*)
+- unwritable --store_dir: one line naming the flag and the folder, before the model is loaded
+  (test_unwritable_store_dir)
+- stale maps, another model's saliency file in the evaluation folder: refused, naming the file and what differs
+  (test_maps_of_another_model_*)
+- maps of other data (another list file, another --imsize): refused likewise (test_maps_of_other_data_are_refused)
+- a saliency file that is not an .npz, or (N, 0, 0) maps: one line naming the file (test_broken_saliency_files)
+- constant or 1x1 maps: scored, with a warning naming the file (test_degenerate_maps_are_scored_with_a_warning)
+- maps of the older format, without identity: scored, with a warning that they are unchecked
+  (test_maps_without_identity_are_scored_with_a_warning)
+- --method without --salient: the named method's maps are written (test_method_implies_salient)
+- objrecon's progress bar: counts images, not batches (test_objrecon_progress_counts_images)
+- list file with a bad row: one line with file:line and the row (test_data.py)
+- checkpoint of another model or class count: one line naming the file and the mismatch (test_models.py,
+  test_recognition.py)
+- index out of range, fraction outside (0, 1]: one line naming the flag and the value (test_recognition.py)
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import main_INets
+import recognition_imagenet
+from utils.objrecon import main as objrecon_main
+from utils.report import load_maps, maps_path, save_maps
+
+
+def one_line_error(main, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    message = str(caught.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+@pytest.fixture(scope="module")
+def corrupt_list(trained_runs, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A copy of six built-in validation images (one per class) with the third one truncated: (root, list, bad)."""
+    data = Path(trained_runs["data"])
+    root = tmp_path_factory.mktemp("corrupt")
+    rows = (data / "val.csv").read_text().splitlines()[:6]
+    for row in rows:
+        relative = row.rsplit(",", 1)[0]
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data / "images" / relative, root / relative)
+    bad = root / rows[2].rsplit(",", 1)[0]
+    bad.write_bytes(bad.read_bytes()[:60])
+    listing = root / "list.csv"
+    listing.write_text("\n".join(rows) + "\n")
+    return root, listing, bad
+
+
+def evaluation_flags(runs: dict, pool: str, store_dir: Path, *extra: str) -> list[str]:
+    data = Path(runs["data"])
+    return ["--state_root", str(runs[pool]), "--store_dir", str(store_dir), "--root_data", str(data / "images"),
+            "--path_lbl", str(data / "val.csv"), "--workers", "0", *extra]
+
+
+# --------------------------------------------------------------------------------------------------
+# corrupt images
+
+
+@pytest.mark.parametrize("script", ["recognition", "objrecon"])
+def test_corrupt_image_is_one_line_naming_the_file(trained_runs, corrupt_list, tmp_path, script):
+    root, listing, bad = corrupt_list
+    flags = ["--state_root", str(trained_runs["gap"]), "--store_dir", str(tmp_path), "--root_data", str(root),
+             "--path_lbl", str(listing), "--workers", "2", "--batch_size", "2"]
+    if script == "recognition":
+        message = one_line_error(recognition_imagenet.main, flags)
+    else:
+        message = one_line_error(objrecon_main, [*flags, "--method", "gradcam"])
+    assert str(bad) in message and "cannot read image" in message and "DataLoader" not in message
+
+
+def test_corrupt_image_in_training_is_one_line_naming_the_file(corrupt_list, tmp_path):
+    root, listing, bad = corrupt_list
+    message = one_line_error(main_INets.main, [
+        "--model", "resnet18", "--imsize", "32", "--batch_size", "2", "--workers", "2", "--epochs", "1",
+        "--root_data", str(root), "--path_list", str(listing), "--val_split", "0", "--store_dir", str(tmp_path / "r")])
+    assert str(bad) in message and "cannot read image" in message and "DataLoader" not in message
+
+
+# --------------------------------------------------------------------------------------------------
+# output folders
+
+
+@pytest.mark.parametrize("main", [recognition_imagenet.main, objrecon_main], ids=["recognition", "objrecon"])
+def test_unwritable_store_dir(tmp_path, main):
+    """Found before any work: the --state_root given does not even exist, and the error is still the folder's."""
+    in_the_way = tmp_path / "a_file"
+    in_the_way.write_text("not a folder")
+    message = one_line_error(main, ["--state_root", str(tmp_path / "no_run"), "--store_dir",
+                                    str(in_the_way / "eval"), "--method", "gradcam"])
+    assert "--store_dir" in message and str(in_the_way / "eval") in message and "not a writable folder" in message
+
+
+# --------------------------------------------------------------------------------------------------
+# saliency files
+
+
+@pytest.fixture(scope="module")
+def ca_evaluation(trained_runs, tmp_path_factory) -> Path:
+    """recognition_imagenet.py for the CA run, attention maps of the first six validation images."""
+    store = tmp_path_factory.mktemp("ca_eval")
+    recognition_imagenet.main(evaluation_flags(trained_runs, "ca", store, "--indexes", *map(str, range(6)),
+                                               "--method", "attention", "--n_overlays", "0"))
+    return store
+
+
+def test_method_implies_salient(ca_evaluation):
+    maps = load_maps(maps_path(ca_evaluation, "attention"))
+    assert maps["maps"].shape[0] == 6 and maps["identity"]["model"]["pool"] == "ca"
+
+
+def test_maps_of_another_model_are_refused(trained_runs, ca_evaluation, tmp_path):
+    """The CA run's attention maps, then objrecon with the GAP run in the same folder: refused, not scored as
+    "gap attention"."""
+    store = tmp_path / "eval"
+    shutil.copytree(ca_evaluation, store)
+    message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", store))
+    assert str(maps_path(store, "attention")) in message and "another model" in message
+    assert "pool ca (now gap)" in message and "weights" in message
+
+
+def test_maps_of_another_model_in_a_mixed_folder_are_refused(trained_runs, ca_evaluation, tmp_path):
+    """A GAP recognition into a folder that holds the CA run's maps: its own maps pass, the stale ones are named."""
+    store = tmp_path / "eval"
+    shutil.copytree(ca_evaluation, store)
+    recognition_imagenet.main(evaluation_flags(trained_runs, "gap", store, "--indexes", *map(str, range(6)),
+                                               "--method", "gradcam", "--n_overlays", "0"))
+    message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", store))
+    assert str(maps_path(store, "attention")) in message and "saliency_gradcam" not in message
+    summary = objrecon_main(evaluation_flags(trained_runs, "gap", store, "--method", "gradcam"))
+    assert list(summary["results"]) == ["gradcam"]
+
+
+def test_maps_of_other_data_are_refused(trained_runs, ca_evaluation, tmp_path):
+    store = tmp_path / "eval"
+    shutil.copytree(ca_evaluation, store)
+    data = Path(trained_runs["data"])
+    shorter = tmp_path / "val_first_100.csv"
+    shorter.write_text("\n".join((data / "val.csv").read_text().splitlines()[:100]) + "\n")
+    flags = evaluation_flags(trained_runs, "ca", store)
+    flags[flags.index("--path_lbl") + 1] = str(shorter)
+    message = one_line_error(objrecon_main, flags)
+    assert str(maps_path(store, "attention")) in message and "data rows 300" in message and "now 100" in message
+    message = one_line_error(objrecon_main, [*evaluation_flags(trained_runs, "ca", store), "--imsize", "64"])
+    assert "preprocessing imsize 96 (now 64)" in message
+
+
+def test_broken_saliency_files(trained_runs, tmp_path):
+    not_npz = tmp_path / "not_npz"
+    not_npz.mkdir()
+    maps_path(not_npz, "gradcam").write_bytes(b"\x93NUMPY not really")
+    message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", not_npz))
+    assert str(maps_path(not_npz, "gradcam")) in message and "is not a saliency file" in message
+    assert "allow_pickle" not in message
+
+    empty = tmp_path / "empty"
+    save_maps(empty, "gradcam", torch.zeros(3, 0, 0), [0, 1, 2], [0, 1, 2], "gt")
+    message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", empty))
+    assert str(maps_path(empty, "gradcam")) in message and "maps are empty (0x0 pixels)" in message
+
+
+@pytest.mark.parametrize("maps, expected", [
+    (torch.full((6, 3, 3), 0.5), "6 of 6 maps are constant"),
+    (torch.rand(6, 1, 1), "its maps are 1x1"),
+], ids=["constant", "1x1"])
+def test_degenerate_maps_are_scored_with_a_warning(trained_runs, tmp_path, capsys, maps, expected):
+    labels = [int(row.rsplit(",", 1)[1]) for row in (Path(trained_runs["data"]) / "val.csv").read_text().split()[:6]]
+    save_maps(tmp_path, "gradcam", maps, list(range(6)), labels, "gt")
+    summary = objrecon_main(evaluation_flags(trained_runs, "gap", tmp_path))
+    assert summary["results"]["gradcam"]["num_images"] == 6
+    warnings = [line for line in capsys.readouterr().err.splitlines() if expected in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ")
+    assert str(maps_path(tmp_path, "gradcam")) in warnings[0]
+
+
+def test_objrecon_progress_counts_images(trained_runs, tmp_path, capsys):
+    objrecon_main(evaluation_flags(trained_runs, "gap", tmp_path, "--method", "random", "--indexes",
+                                   *map(str, range(5)), "--batch_size", "2"))
+    progress = capsys.readouterr().err
+    assert "5/5" in progress and "img" in progress and "batch" not in progress
+
+
+def test_maps_without_identity_are_scored_with_a_warning(trained_runs, tmp_path, capsys):
+    """Files of the earlier format (no identity) cannot be checked: scored, and the user is told so."""
+    labels = [int(row.rsplit(",", 1)[1]) for row in (Path(trained_runs["data"]) / "val.csv").read_text().split()[:6]]
+    save_maps(tmp_path, "gradcam", torch.rand(6, 3, 3), list(range(6)), labels, "gt")
+    with np.load(maps_path(tmp_path, "gradcam")) as data:
+        old_format = {key: data[key] for key in data.files if key != "identity"}
+    np.savez(maps_path(tmp_path, "gradcam"), **old_format)
+    objrecon_main(evaluation_flags(trained_runs, "gap", tmp_path))
+    assert "records no model or data identity" in capsys.readouterr().err
