@@ -53,6 +53,18 @@ def default_cam_target_layer(backbone: nn.Module) -> nn.Module:
     return backbone.get_submodule(backbone.feature_info[-1]["module"])
 
 
+def init_stream_like_reference(stream: nn.Module, backbone: nn.Module) -> None:
+    """The reference built its blocks inside the backbone's constructor, whose model-wide init then also reached
+    the blocks' Linears: ConvNeXt re-initialises every Linear as truncated normal (std 0.02) with zero bias. ResNet's
+    init touches only convolutions and BatchNorm, so its blocks keep their xavier-uniform Linears."""
+    if not isinstance(backbone, ConvNeXt):
+        return
+    for module in stream.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+
 def _store_output(store: dict, name: str, module: nn.Module, inputs, output) -> None:
     store[name] = output
 
@@ -89,6 +101,7 @@ class CAStreamClassifier(nn.Module):
             # ca_last keeps the pooled token as is by default (the reference's --project default).
             project = (pool == "ca") if project_last is None else project_last
             self.stream = CAStream(dims, num_heads, project, attn_drop)
+            init_stream_like_reference(self.stream, backbone)
 
     @torch.no_grad()
     def _probe(self, taps: list[str]) -> tuple[dict, torch.Tensor]:

@@ -248,3 +248,22 @@ def test_packaged_weights_with_new_class_count_keep_backbone():
     reference = create_model("tf_efficientnet_lite0", pretrained=True)
     assert torch.equal(model.backbone.conv_stem.weight, reference.backbone.conv_stem.weight)
     assert model.backbone.classifier.out_features == 4
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "resnet18"])
+def test_stream_linears_are_initialised_as_the_reference(name):
+    """ConvNeXt's model-wide init reached the reference's blocks (truncated normal, std 0.02, zero bias; truncated
+    at +-2 as timm's default, so in effect normal); ResNet's
+    did not (xavier uniform: std sqrt(2 / (fan_in + fan_out)), the Linear's default bias)."""
+    torch.manual_seed(0)
+    model = create_model(name, pool="ca", num_classes=10)
+    linears = [m for m in model.stream.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == len(model.stream.blocks)
+    for linear in linears:
+        fan_out, fan_in = linear.weight.shape
+        expected = 0.02 if name.startswith("convnext") else (2 / (fan_in + fan_out)) ** 0.5
+        assert linear.weight.std().item() == pytest.approx(expected, rel=0.1)
+        if name.startswith("convnext"):
+            assert not linear.bias.any()
+        else:
+            assert linear.bias.any()
