@@ -12,7 +12,71 @@ card) and curves_*.png.
     python objrecon_imagenet.py ... --store_dir Evaluation/ca --compare Evaluation/gap   # GAP vs CA
     torchrun --nproc_per_node 4 objrecon_imagenet.py ... --use_gpu
 """
-from utils.objrecon import main
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from utils.cli import add_config_argument, error_line, parse_args
+from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
+from utils.evaluation.saved_maps import DEFAULT_METHOD
+from utils.explain import ENGINES
+from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser)
+
+    ev = parser.add_argument_group("Evaluation settings")
+    ev.add_argument("--store_dir", default=None,
+                    help="where metrics.csv, summary.json and the plots go (default: Evaluation/<run folder name>, "
+                         "as recognition_imagenet.py)")
+    ev.add_argument("--saliency_dir", default=None,
+                    help="folder with recognition_imagenet.py's saliency_<method>.npz (default: --store_dir; "
+                         "when given, every --method must have its file there unless --compute)")
+    ev.add_argument("--method", nargs="+", default=None,
+                    help="saliency methods (e.g. gradcam gradcam++ scorecam attention); each is read from its "
+                         "saved file when there is one, else computed. Default: every saliency_*.npz found")
+    ev.add_argument("--compute", action="store_true",
+                    help=f"compute the maps even when saved files exist (default method: {DEFAULT_METHOD})")
+    ev.add_argument("--engine", choices=ENGINES, default="auto",
+                    help="saliency engine when computing (see utils/explain)")
+    ev.add_argument("--save_maps", action="store_true",
+                    help="also write computed maps as STORE_DIR/saliency_<method>.npz (the recognition format)")
+    ev.add_argument("--protocol", choices=sorted(PROTOCOLS), default="reference",
+                    help="reference: 8 image rows per insertion/deletion step, 5x5 blur, ground-truth class; "
+                         "rise: 224 pixels per step, 11x11 blur, predicted class")
+    ev.add_argument("--class_source", choices=tuple(CLASS_SOURCES), default=None,
+                    help="class to explain and score (default: the protocol's; a saliency file's own when maps "
+                         "are read from one)")
+    ev.add_argument("--pred", action="store_const", const="pred", dest="class_source",
+                    help="same as --class_source pred")
+    add_forward_arguments(ev, amp_help="autocast dtype of the metric forwards (bf16: ~2-3x faster, curves within "
+                                       "1e-2; fp16: CUDA only)")
+    ev.add_argument("--label", default=None, help="name of this run in tables and plots (default: its pooling)")
+    ev.add_argument("--compare", default=None,
+                    help="another objrecon store_dir (or its summary.json), e.g. the GAP run when this is the CA "
+                         "run: plotted and tabulated against this one")
+
+    add_evaluation_data_arguments(parser, batch_help="images per batch, also the bound on images x steps "
+                                                     "forwarded at once; a chunk that runs out of GPU memory is "
+                                                     "split, so on a GPU give the largest you like")
+    add_trained_model_arguments(parser)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(build_parser(), argv)
+    args.argv = argv
+    from utils.evaluation.objrecon import run  # after parsing, so --help stays fast
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error_line(error)}") from None
+
 
 if __name__ == "__main__":
-    main(description=__doc__)
+    main()

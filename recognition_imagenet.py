@@ -15,14 +15,9 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.cli import (
-    add_config_argument,
-    add_evaluation_data_arguments,
-    add_trained_model_arguments,
-    error_line,
-    parse_args,
-)
-from utils.saliency import ENGINES
+from utils.cli import add_config_argument, error_line, parse_args
+from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
+from utils.explain import ENGINES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "attention_product (the CA stream's own maps), random (baseline)")
     evaluation.add_argument("--engine", choices=ENGINES, default="auto",
                             help="gradient CAMs: auto = this project's fast path, package = pytorch-grad-cam")
-    evaluation.add_argument("--use_gpu", action="store_true", help="run on CUDA (cuda:LOCAL_RANK under DDP)")
-    evaluation.add_argument("--channels_last", action="store_true",
-                            help="NHWC model weights: faster convolutions, same maps to rounding (Score-CAM's "
-                                 "thousands of forwards gain most)")
+    add_forward_arguments(evaluation, amp_help="autocast dtype of the classification forward, which the fast "
+                                               "gradient CAMs and the attention maps reuse (fp16: CUDA only)")
     evaluation.add_argument("--store_dir", default=None, help="output folder (default: Evaluation/<run folder name>)")
     evaluation.add_argument("--report", default=None,
                             help="classification report JSON (default: STORE_DIR/classification.json)")
@@ -62,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(build_parser(), argv)
-    from utils.recognition import run_recognition  # after parsing, so --help stays fast
+    from utils.evaluation.recognition import run  # after parsing, so --help stays fast
     try:
-        return run_recognition(args)
+        return run(args)
     except (ValueError, OSError) as error:
         raise SystemExit(f"error: {error_line(error)}") from None
 

@@ -1,4 +1,4 @@
-"""Insertion/deletion throughput: a reference-style loop against utils.metrics.causal_metric (fp32 channels_last,
+"""Insertion/deletion throughput: a reference-style loop against utils.faithfulness.causal_metric (fp32 channels_last,
 bf16 autocast), measured in the same run on a random-init timm model (nothing is downloaded).
 
     python -m bench.bench_metrics --model resnet50 --imsize 224 --images 4 --protocol reference
@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from utils.checkpoint import save_json
-from utils.metrics import _pixel_rank, blur, causal_metric, get_protocol, prepare_saliency
+from utils.faithfulness import blur, causal_metric, get_protocol, pixel_rank, prepare_saliency
+from utils.runtime.forward import ForwardSettings
 
 
 class PeakMemory:
@@ -73,7 +74,7 @@ def baseline_curves(model: torch.nn.Module, images: torch.Tensor, saliency: torc
     """Reference-style loop (engine/evaluation.py): per step one fp32 NCHW forward, scores gathered on the CPU.
     Same pixel order as ours (stable sort), so curves must agree to rounding."""
     n, c, h, w = images.shape
-    order = _pixel_rank(prepare_saliency(saliency, (h, w), n, images.device), True).argsort(1)
+    order = pixel_rank(prepare_saliency(saliency, (h, w), n, images.device), True).argsort(1)
     steps = math.ceil(h * w / pps)
     if mode == "deletion":
         start, finish = images.clone(), torch.zeros_like(images)
@@ -141,17 +142,16 @@ def main(argv: list[str] | None = None) -> dict:
     proto = get_protocol(args.protocol)
     pps = args.pixels_per_step or proto.step_pixels(args.imsize, args.imsize)
     image_steps = args.images * (math.ceil(args.imsize ** 2 / pps) + 1)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[args.amp]
-
-    def ours(amp_dtype: torch.dtype | None) -> Callable[[], torch.Tensor]:
-        return lambda: causal_metric(model_cl, images, saliency, targets, args.mode, pps, batch_size=args.batch,
-                                     protocol=proto, amp_dtype=amp_dtype, channels_last=True)
+    def ours(amp: str) -> Callable[[], torch.Tensor]:
+        forward = ForwardSettings(amp=amp, channels_last=True, chunk=args.batch)
+        return lambda: causal_metric(model_cl, images, saliency, targets, args.mode, pps, forward=forward,
+                                     protocol=proto)
 
     methods = {"baseline": lambda: baseline_curves(model, images, saliency, targets, args.mode, pps,
                                                    proto.blur_kernel, proto.blur_sigma),
-               "ours_fp32": ours(None)}
-    if amp is not None:
-        methods[f"ours_{args.amp}"] = ours(amp)
+               "ours_fp32": ours("none")}
+    if args.amp != "none":
+        methods[f"ours_{args.amp}"] = ours(args.amp)
 
     results: dict[str, dict] = {}
     curves: dict[str, torch.Tensor] = {}
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         "methods": results,
         "max_abs_diff_fp32_vs_baseline": float((curves["ours_fp32"] - curves["baseline"]).abs().max()),
     }
-    if amp is not None:
+    if args.amp != "none":
         amp_diff = curves[f"ours_{args.amp}"] - curves["ours_fp32"]
         report[f"max_abs_diff_{args.amp}_vs_fp32"] = float(amp_diff.abs().max())
     save_json(args.out, report)
@@ -205,5 +205,6 @@ if __name__ == "__main__":
     if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         # glibc otherwise raises its mmap threshold after the first large free and keeps freed tensors in the
         # heap, so the RSS of one method would hide the next one's peak; a fixed threshold returns them
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "1048576"})
+        os.execve(sys.executable, [sys.executable, "-m", __spec__.name, *sys.argv[1:]],
+                  {**os.environ, "MALLOC_MMAP_THRESHOLD_": "1048576"})
     main()

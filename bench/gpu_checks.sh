@@ -14,11 +14,11 @@ step() { local limit=$1; shift; echo "### $*"; timeout "$limit" "$@" || echo "##
 {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name())"
-step 120 $PY bench/bench_training.py --device cuda --batch 128 --steps 10 --out "$OUT/training_gpu.json"
-step 120 $PY bench/bench_saliency.py --device cuda --batch 64 --repeats 5 --scorecam --out "$OUT/saliency_gpu.json"
-step 120 $PY bench/bench_metrics.py --device cuda --images 64 --batch 2048 --amp bf16 --repeats 3 \
+step 120 $PY -m bench.bench_training --device cuda --batch 128 --steps 10 --out "$OUT/training_gpu.json"
+step 120 $PY -m bench.bench_saliency --device cuda --batch 64 --repeats 5 --scorecam --out "$OUT/saliency_gpu.json"
+step 120 $PY -m bench.bench_metrics --device cuda --images 64 --batch 2048 --amp bf16 --repeats 3 \
     --out "$OUT/metrics_gpu.json"
-step 60 $PY bench/bench_metrics.py --device cuda --images 16 --batch 2048 --amp bf16 --repeats 2 --protocol rise \
+step 60 $PY -m bench.bench_metrics --device cuda --images 16 --batch 2048 --amp bf16 --repeats 2 --protocol rise \
     --out "$OUT/metrics_gpu_rise.json"
 common=(--imsize 96 --epochs 3 --workers 4 --use_gpu --amp bf16 --channels_last)
 step 120 torchrun --nproc_per_node 1 main_INets.py "${common[@]}" --store_dir "$RUN/gap"

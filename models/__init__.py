@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import timm
 
@@ -25,9 +25,9 @@ SUPPORTED_BACKBONES = (
 # The reference named its models <backbone>_stream (ca) and <backbone>_final (ca_last).
 _POOL_SUFFIXES = {"_stream": "ca", "_final": "ca_last", "_gap": "gap"}
 _PACKAGED_WEIGHTS = ("tf_efficientnet_lite0", "efficientnet_lite0")
+# the packaged EfficientNet-Lite0 weights are TF-ported: they expect inputs in [-1, 1]
+_PACKAGED_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 CONFIG_NAME = "config.json"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def parse_model_name(name: str, pool: Optional[str] = None) -> tuple[str, str]:
@@ -98,7 +98,19 @@ def _load_packaged_weights(backbone, name: str, num_classes: int, kwargs: dict) 
     backbone.load_state_dict(state, strict=False)
 
 
-def model_config(model: CAStreamClassifier, name: str, imsize: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+def data_config(name: str, pretrained: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the backbone's weights expect: timm's pretrained config of the architecture, or, for the weights
+    shipped in an installed package (``pretrained`` EfficientNet-Lite0), theirs."""
+    backbone = parse_model_name(name)[0]
+    if pretrained and backbone in _PACKAGED_WEIGHTS:
+        return _PACKAGED_MEAN_STD
+    config = timm.models.get_pretrained_cfg(backbone)
+    if config is None:
+        raise ValueError(f"timm has no pretrained config for '{backbone}' to take its normalisation from")
+    return tuple(config.mean), tuple(config.std)
+
+
+def model_config(model: CAStreamClassifier, name: str, imsize: int, mean: Sequence[float], std: Sequence[float],
                  class_names: Optional[list[str]] = None) -> dict:
     """Everything needed to rebuild ``model`` and its preprocessing (stored as a run's config.json)."""
     return {
@@ -125,7 +137,7 @@ def read_config(run_dir: Union[str, Path]) -> dict:
 
 __all__ = [
     "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "LoadReport", "POOL_TYPES", "SUPPORTED_BACKBONES",
-    "create_model", "create_model_from_config", "default_cam_target_layer", "default_stream_taps",
+    "create_model", "create_model_from_config", "data_config", "default_cam_target_layer", "default_stream_taps",
     "efficientnet_lite0_state_dict", "has_offline_weights", "load_backbone_weights", "load_model_weights",
     "model_config",
     "parse_model_name", "read_config", "read_state_dict",

@@ -31,8 +31,9 @@ import torch
 
 import main_INets
 import recognition_imagenet
-from utils.objrecon import main as objrecon_main
-from utils.report import load_maps, maps_path, save_maps
+from objrecon_imagenet import main as objrecon_main
+from tests.helpers import maps_file, read_maps
+from utils.runtime.layout import EvaluationFolder
 
 
 def one_line_error(main, argv: list[str]) -> str:
@@ -118,7 +119,7 @@ def ca_evaluation(trained_runs, tmp_path_factory) -> Path:
 
 
 def test_method_implies_salient(ca_evaluation):
-    maps = load_maps(maps_path(ca_evaluation, "attention"))
+    maps = read_maps(ca_evaluation, "attention")
     assert maps["maps"].shape[0] == 6 and maps["identity"]["model"]["pool"] == "ca"
 
 
@@ -128,7 +129,7 @@ def test_maps_of_another_model_are_refused(trained_runs, ca_evaluation, tmp_path
     store = tmp_path / "eval"
     shutil.copytree(ca_evaluation, store)
     message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", store))
-    assert str(maps_path(store, "attention")) in message and "another model" in message
+    assert str(maps_file(store, "attention")) in message and "another model" in message
     assert "pool ca (now gap)" in message and "weights" in message
 
 
@@ -139,7 +140,7 @@ def test_maps_of_another_model_in_a_mixed_folder_are_refused(trained_runs, ca_ev
     recognition_imagenet.main(evaluation_flags(trained_runs, "gap", store, "--indexes", *map(str, range(6)),
                                                "--method", "gradcam", "--n_overlays", "0"))
     message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", store))
-    assert str(maps_path(store, "attention")) in message and "saliency_gradcam" not in message
+    assert str(maps_file(store, "attention")) in message and "saliency_gradcam" not in message
     summary = objrecon_main(evaluation_flags(trained_runs, "gap", store, "--method", "gradcam"))
     assert list(summary["results"]) == ["gradcam"]
 
@@ -153,7 +154,7 @@ def test_maps_of_other_data_are_refused(trained_runs, ca_evaluation, tmp_path):
     flags = evaluation_flags(trained_runs, "ca", store)
     flags[flags.index("--path_lbl") + 1] = str(shorter)
     message = one_line_error(objrecon_main, flags)
-    assert str(maps_path(store, "attention")) in message and "data rows 300" in message and "now 100" in message
+    assert str(maps_file(store, "attention")) in message and "data rows 300" in message and "now 100" in message
     message = one_line_error(objrecon_main, [*evaluation_flags(trained_runs, "ca", store), "--imsize", "64"])
     assert "preprocessing imsize 96 (now 64)" in message
 
@@ -161,15 +162,15 @@ def test_maps_of_other_data_are_refused(trained_runs, ca_evaluation, tmp_path):
 def test_broken_saliency_files(trained_runs, tmp_path):
     not_npz = tmp_path / "not_npz"
     not_npz.mkdir()
-    maps_path(not_npz, "gradcam").write_bytes(b"\x93NUMPY not really")
+    maps_file(not_npz, "gradcam").write_bytes(b"\x93NUMPY not really")
     message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", not_npz))
-    assert str(maps_path(not_npz, "gradcam")) in message and "is not a saliency file" in message
+    assert str(maps_file(not_npz, "gradcam")) in message and "is not a saliency file" in message
     assert "allow_pickle" not in message
 
     empty = tmp_path / "empty"
-    save_maps(empty, "gradcam", torch.zeros(3, 0, 0), [0, 1, 2], [0, 1, 2], "gt")
+    EvaluationFolder(empty).save_maps("gradcam", torch.zeros(3, 0, 0), [0, 1, 2], [0, 1, 2], "gt")
     message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", empty))
-    assert str(maps_path(empty, "gradcam")) in message and "maps are empty (0x0 pixels)" in message
+    assert str(maps_file(empty, "gradcam")) in message and "maps are empty (0x0 pixels)" in message
 
 
 @pytest.mark.parametrize("maps, expected", [
@@ -178,12 +179,12 @@ def test_broken_saliency_files(trained_runs, tmp_path):
 ], ids=["constant", "1x1"])
 def test_degenerate_maps_are_scored_with_a_warning(trained_runs, tmp_path, capsys, maps, expected):
     labels = [int(row.rsplit(",", 1)[1]) for row in (Path(trained_runs["data"]) / "val.csv").read_text().split()[:6]]
-    save_maps(tmp_path, "gradcam", maps, list(range(6)), labels, "gt")
+    EvaluationFolder(tmp_path).save_maps("gradcam", maps, list(range(6)), labels, "gt")
     summary = objrecon_main(evaluation_flags(trained_runs, "gap", tmp_path))
     assert summary["results"]["gradcam"]["num_images"] == 6
     warnings = [line for line in capsys.readouterr().err.splitlines() if expected in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: ")
-    assert str(maps_path(tmp_path, "gradcam")) in warnings[0]
+    assert str(maps_file(tmp_path, "gradcam")) in warnings[0]
 
 
 def test_objrecon_progress_counts_images(trained_runs, tmp_path, capsys):
@@ -196,9 +197,9 @@ def test_objrecon_progress_counts_images(trained_runs, tmp_path, capsys):
 def test_maps_without_identity_are_scored_with_a_warning(trained_runs, tmp_path, capsys):
     """Files of the earlier format (no identity) cannot be checked: scored, and the user is told so."""
     labels = [int(row.rsplit(",", 1)[1]) for row in (Path(trained_runs["data"]) / "val.csv").read_text().split()[:6]]
-    save_maps(tmp_path, "gradcam", torch.rand(6, 3, 3), list(range(6)), labels, "gt")
-    with np.load(maps_path(tmp_path, "gradcam")) as data:
+    EvaluationFolder(tmp_path).save_maps("gradcam", torch.rand(6, 3, 3), list(range(6)), labels, "gt")
+    with np.load(maps_file(tmp_path, "gradcam")) as data:
         old_format = {key: data[key] for key in data.files if key != "identity"}
-    np.savez(maps_path(tmp_path, "gradcam"), **old_format)
+    np.savez(maps_file(tmp_path, "gradcam"), **old_format)
     objrecon_main(evaluation_flags(trained_runs, "gap", tmp_path))
     assert "records no model or data identity" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Tests of utils/metrics.py: closed-form toys (hand-derived values), batched == plain loop, determinism,
+"""Tests of utils/faithfulness: closed-form toys (hand-derived values), batched == plain loop, determinism,
 degenerate inputs, localisation with asymmetric masks, and one real ImageNet model on real photos."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.metrics import (
+from utils.faithfulness import (
     EPS,
+    METRICS,
     PROTOCOLS,
     EvalProtocol,
-    MetricAccumulator,
     auc,
     average_drop_increase_gain,
     blur,
@@ -26,12 +26,13 @@ from utils.metrics import (
     evaluate_batch,
     gaussian_kernel,
     get_protocol,
+    image_metrics,
     perturbation_curve,
-    perturbation_summary,
     pointing_game,
     prepare_saliency,
     summarize,
 )
+from utils.runtime.forward import ForwardSettings
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +98,8 @@ def test_average_drop_increase_gain_masks_in_pixel_space(space: str) -> None:
     sal = torch.rand(3, h, w)
     sal[:, 0, 0], sal[:, 0, 1] = 0.0, 1.0       # already min-max normalised: the mask is the map itself
     mean, std = (0.5, 0.4, 0.3), (0.5, 0.2, 0.1)
-    out = average_drop_increase_gain(model, images, sal, [0, 0, 0], mean, std, batch_size=2, masking_space=space)
+    out = average_drop_increase_gain(model, images, sal, [0, 0, 0], mean, std, ForwardSettings(chunk=2),
+                                     masking_space=space)
     # by hand: pixel space = normalize(denormalize(x) * S) on channel 0
     x0 = images[:, 0].double()
     s = sal.double()
@@ -282,7 +284,7 @@ def test_batched_equals_loop(seed: int) -> None:
     full = prepare_saliency(sal, (10, 10))
     blurred = blur(images, 5, 5.0)
     for mode in ("insertion", "deletion"):
-        got = causal_metric(model, images, sal, targets, mode, pixels_per_step=7, batch_size=4)
+        got = causal_metric(model, images, sal, targets, mode, pixels_per_step=7, forward=ForwardSettings(chunk=4))
         for i in range(3):
             start, finish = (blurred[i], images[i]) if mode == "insertion" else (images[i], torch.zeros_like(images[i]))
             want = loop_curve(model, images[i], full[i], int(targets[i]), 7, start, finish)
@@ -296,12 +298,12 @@ def test_independent_of_batch_size() -> None:
     sal = torch.rand(5, 3, 3, generator=g)
     targets = [0, 1, 2, 3, 4]
     for mode in ("insertion", "deletion"):
-        runs = [causal_metric(model, images, sal, targets, mode, pixels_per_step=10, batch_size=b)
+        runs = [causal_metric(model, images, sal, targets, mode, pixels_per_step=10, forward=ForwardSettings(chunk=b))
                 for b in (1, 3, 7, 16, 1000)]
         assert runs[0].shape == (5, math.ceil(144 / 10) + 1)
         for run in runs[1:]:
             assert (run - runs[0]).abs().max() <= 1e-6
-    pert = [perturbation_curve(model, images, sal, targets, (0.5,) * 3, (0.5,) * 3, batch_size=b)
+    pert = [perturbation_curve(model, images, sal, targets, (0.5,) * 3, (0.5,) * 3, forward=ForwardSettings(chunk=b))
             for b in (1, 4, 100)]
     assert all(torch.equal(p, pert[0]) for p in pert)
 
@@ -327,13 +329,15 @@ def test_chunks_that_run_out_of_memory_are_split_with_the_same_curves() -> None:
     images = torch.randn(4, 3, 12, 12, generator=g)
     sal = torch.rand(4, 3, 3, generator=g)
     targets = [0, 1, 2, 3]
-    want = causal_metric(model, images, sal, targets, "deletion", pixels_per_step=10, batch_size=1000)
+    large = ForwardSettings(chunk=1000)
+    want = causal_metric(model, images, sal, targets, "deletion", pixels_per_step=10, forward=large)
     limited = RunsOutOfMemoryAbove(model, limit=9)
-    got = causal_metric(limited, images, sal, targets, "deletion", pixels_per_step=10, batch_size=1000)
+    got = causal_metric(limited, images, sal, targets, "deletion", pixels_per_step=10, forward=large)
     assert (got - want).abs().max() <= 1e-6
     assert max(limited.sizes) <= 9 and sum(limited.sizes) == 4 * (math.ceil(144 / 10) + 1)
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        causal_metric(RunsOutOfMemoryAbove(model, limit=0), images, sal, targets, "deletion", 10, batch_size=8)
+        causal_metric(RunsOutOfMemoryAbove(model, limit=0), images, sal, targets, "deletion", 10,
+                      forward=ForwardSettings(chunk=8))
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,8 +358,10 @@ def test_perturbation_zeroes_pixels_in_pixel_space() -> None:
     neg = perturbation_curve(model, images, sal, [0], mean, std, "negative", fractions)
     # negative: right half first -> still correct at 25 % and 50 %, then (4*0.5+4*(-1))/8 < 0
     assert neg[0].tolist() == [True, True, True, False]
-    summary = perturbation_summary(torch.cat([pos, neg]), fractions)
-    assert summary["accuracy"] == [100.0, 50.0, 50.0, 0.0] and summary["mean"] == pytest.approx(50.0)
+    outputs = {"positive_perturbation": torch.cat([pos, neg])}
+    per_fraction = (outputs["positive_perturbation"].double().mean(0) * 100).tolist()
+    per_image = next(m for m in METRICS if m.key == "positive_perturbation").per_image(outputs)
+    assert per_fraction == [100.0, 50.0, 50.0, 0.0] and 100 * per_image.mean().item() == pytest.approx(50.0)
     with pytest.raises(ValueError, match="positive"):
         perturbation_curve(model, images, sal, [0], mean, std, "sideways")
 
@@ -423,7 +429,7 @@ def test_protocol_presets_and_card() -> None:
         get_protocol("nope")
 
 
-def test_evaluate_batch_and_accumulator() -> None:
+def test_evaluate_batch_and_summary() -> None:
     g = torch.Generator().manual_seed(11)
     model = tiny_cnn(11)
     images = torch.randn(5, 3, 16, 16, generator=g)
@@ -431,20 +437,20 @@ def test_evaluate_batch_and_accumulator() -> None:
     targets = torch.tensor([0, 1, 2, 3, 4])
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.3, 0.4)
     proto = EvalProtocol(pixels_per_step=32)
-    acc = MetricAccumulator()
-    for part in (slice(0, 3), slice(3, 5)):
-        acc.update(evaluate_batch(model, images[part], sal[part], targets[part], mean, std, proto, batch_size=8))
-    per_image = acc.per_image()
+    parts = [evaluate_batch(model, images[part], sal[part], targets[part], mean, std, proto, ForwardSettings(chunk=8))
+             for part in (slice(0, 3), slice(3, 5))]
+    per_image = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+    rows = [image_metrics(part, k) for part in parts for k in range(len(part["target"]))]
     assert per_image["insertion_curve"].shape == (5, 9) and per_image["positive_perturbation"].shape == (5, 10)
     ins = causal_metric(model, images, sal, targets, "insertion", protocol=proto)
     assert torch.allclose(per_image["insertion_curve"], ins, atol=1e-6)
     adg = average_drop_increase_gain(model, images, sal, targets, mean, std)
     assert torch.allclose(per_image["ad"], adg["ad"], atol=1e-6)
-    summary = acc.summary()
+    summary, curves = summarize(rows, proto.perturbation_fractions)
     assert summary["num_images"] == 5
     assert summary["ad"] == pytest.approx(float(adg["ad"].mean() * 100), abs=1e-4)       # per image, x100
-    assert summary["deletion_auc"] == pytest.approx(float(per_image["deletion_auc"].mean() * 100), abs=1e-4)
-    assert summary == summarize(per_image)
+    assert summary["deletion"] == pytest.approx(float(per_image["deletion"].mean() * 100), abs=1e-4)
+    assert np.allclose(curves["insertion"], per_image["insertion_curve"].double().mean(0).numpy())
     pred = evaluate_batch(model, images, sal, None, mean, std, EvalProtocol(pixels_per_step=64, class_source="pred"),
                           perturbation=False)
     with torch.no_grad():
@@ -459,8 +465,8 @@ def test_bf16_autocast_close_to_fp32() -> None:
     images = torch.randn(2, 3, 16, 16, generator=g)
     sal = torch.rand(2, 4, 4, generator=g)
     fp32 = causal_metric(model, images, sal, [0, 1], "deletion", pixels_per_step=32)
-    bf16 = causal_metric(model, images, sal, [0, 1], "deletion", pixels_per_step=32, amp_dtype=torch.bfloat16,
-                         channels_last=True)
+    bf16 = causal_metric(model, images, sal, [0, 1], "deletion", pixels_per_step=32,
+                         forward=ForwardSettings(amp="bf16", channels_last=True))
     assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().max() < 2e-2
 
 
@@ -508,7 +514,8 @@ def test_real_model_gradcam_beats_random_and_inverted() -> None:
     # the three maps of both photos in one call: 6 images x 9 steps is a single forward per metric
     maps, stacked, repeated = torch.cat([cam, -cam, random]), images.repeat(3, 1, 1, 1), targets.repeat(3)
     proto = EvalProtocol(pixels_per_step=size * size // 8)        # 8 steps keeps the test cheap
-    scores = {mode: auc(causal_metric(model, stacked, maps, repeated, mode, batch_size=54, protocol=proto)).view(3, 2)
+    scores = {mode: auc(causal_metric(model, stacked, maps, repeated, mode, forward=ForwardSettings(chunk=54),
+                                      protocol=proto)).view(3, 2)
               for mode in ("insertion", "deletion")}
     ins, dele = (dict(zip(names, scores[mode])) for mode in ("insertion", "deletion"))
     for other in ("inverted", "random"):

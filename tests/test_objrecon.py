@@ -3,6 +3,7 @@ built-in dataset): the seed README's example, saved maps == computed maps, 2 pro
 card, GAP vs CA, and the one-line errors."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -15,12 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from utils.cli import load_trained_model
+from objrecon_imagenet import main
+from tests.helpers import maps_file, read_maps
 from utils.data import build_dataset
-from utils.metrics import predict
-from utils.objrecon import CSV_FIELDS, main
-from utils.report import load_maps, maps_path, read_csv, save_maps
-from utils.saliency import create_saliency
+from utils.evaluation.model import load_trained_model
+from utils.evaluation.objrecon import CSV_FIELDS
+from utils.explain import create_saliency
+from utils.faithfulness import predict
+from utils.runtime.layout import EvaluationFolder
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [0, 1, 2, 3, 4, 5]          # the built-in val list is index-major: one image of each class
@@ -60,12 +63,13 @@ def make_maps(run: Path, runs: dict, folder: Path, methods: tuple[str, ...], row
     out = {}
     for method in methods:
         out[method] = create_saliency(method, model)(images, targets)
-        save_maps(folder, method, out[method], rows, targets, "gt")
+        EvaluationFolder(folder).save_maps(method, out[method], rows, targets, "gt")
     return out
 
 
 def read_metrics(path: Path) -> list[dict]:
-    return read_csv(path / "metrics.csv")
+    with (path / "metrics.csv").open(newline="") as file:
+        return list(csv.DictReader(file))
 
 
 def assert_same_metrics(a: list[dict], b: list[dict], atol: float = 1e-6) -> None:
@@ -153,7 +157,7 @@ def test_seed_example_with_use_gpu_fails_in_one_line_without_cuda(trained_runs, 
     message = error_line(["--state_root", str(trained_runs["gap"]), "--store_dir", str(tmp_path),
                           *data_flags(trained_runs), "--batch_size", "60", "--model", "tf_efficientnet_lite0",
                           "--use_gpu", "--classes", "6"])
-    assert message == "error: --use_gpu given but CUDA is not available (leave it out to evaluate on the CPU)"
+    assert message == "error: --use_gpu given but CUDA is not available (leave it out to run on the CPU)"
 
 
 def test_computed_maps_equal_saved_maps(trained_runs, ca_maps, ca_from_file, tmp_path) -> None:
@@ -164,7 +168,7 @@ def test_computed_maps_equal_saved_maps(trained_runs, ca_maps, ca_from_file, tmp
     assert summary["protocol"]["saliency"]["attention"]["source"] == "computed"
     assert_same_metrics(read_metrics(store), read_metrics(ca_from_file))
     for method, maps in ca_maps[1].items():                                  # --save_maps wrote the same maps
-        saved = load_maps(maps_path(store, method))
+        saved = read_maps(store, method)
         assert saved["indices"] == ROWS and saved["class_source"] == "gt"
         assert torch.allclose(saved["maps"], maps, atol=1e-6)
 
@@ -221,28 +225,30 @@ def test_errors_are_one_line(trained_runs, tmp_path) -> None:
     assert str(empty) in message and "recognition_imagenet.py" in message and "--method" in message
     message = error_line([*gap, "--store_dir", str(tmp_path / "out"), "--saliency_dir", str(empty),
                           "--method", "gradcam++"])
-    assert str(maps_path(empty, "gradcam++")) in message and "--compute" in message
+    assert str(maps_file(empty, "gradcam++")) in message and "--compute" in message
 
     nan = tmp_path / "nan"
     bad = maps.clone()
     bad[1, 0, 0] = float("nan")
-    save_maps(nan, "gradcam", bad, [0, 1, 2], [0, 1, 2], "gt")
+    EvaluationFolder(nan).save_maps("gradcam", bad, [0, 1, 2], [0, 1, 2], "gt")
     message = error_line([*gap, "--store_dir", str(nan)])
     assert "NaN" in message and "dataset row 1" in message
 
     counts = tmp_path / "count"
-    save_maps(counts, "gradcam", maps, [0, 1], [0, 1], "gt")                  # 3 maps, 2 rows
+    EvaluationFolder(counts).save_maps("gradcam", maps, [0, 1], [0, 1], "gt")  # 3 maps, 2 rows
     message = error_line([*gap, "--store_dir", str(counts)])
     assert "one dataset index per map" in message
 
     other = tmp_path / "other"
-    save_maps(other, "gradcam", maps, [0, 1, 9999], [0, 1, 2], "gt")           # maps of another dataset
+    # maps of another dataset
+    EvaluationFolder(other).save_maps("gradcam", maps, [0, 1, 9999], [0, 1, 2], "gt")
     assert "9999" in error_line([*gap, "--store_dir", str(other)])
     labels = tmp_path / "labels"
-    save_maps(labels, "gradcam", maps, [0, 1, 2], [5, 1, 2], "gt")             # targets of another list file
+    # targets of another list file
+    EvaluationFolder(labels).save_maps("gradcam", maps, [0, 1, 2], [5, 1, 2], "gt")
     assert "ground-truth class of dataset row 0" in error_line([*gap, "--store_dir", str(labels)])
     good = tmp_path / "good"
-    save_maps(good, "gradcam", maps, [0, 1, 2], [0, 1, 2], "gt")
+    EvaluationFolder(good).save_maps("gradcam", maps, [0, 1, 2], [0, 1, 2], "gt")
     message = error_line([*gap, "--store_dir", str(good), "--pred"])         # maps explain another class
     assert "ground-truth" in message and "--compute" in message
     assert "--fraction" in error_line([*gap, "--store_dir", str(tmp_path / "x"), "--method", "gradcam",
@@ -251,7 +257,6 @@ def test_errors_are_one_line(trained_runs, tmp_path) -> None:
     assert "unknown saliency method" in error_line([*gap, "--store_dir", str(tmp_path / "x"), "--method", "nope"])
 
 
-@pytest.mark.skipif(not (REPO / "recognition_imagenet.py").is_file(), reason="recognition_imagenet.py not written yet")
 def test_reads_recognition_output(trained_runs, tmp_path) -> None:
     """recognition_imagenet.py --salient (its README example, in-process) then the seed example on its folder."""
     import recognition_imagenet
@@ -262,7 +267,7 @@ def test_reads_recognition_output(trained_runs, tmp_path) -> None:
     main(common)
     files = sorted(tmp_path.glob("saliency_*.npz"))
     assert files
-    saved = [load_maps(f) for f in files]
+    saved = [EvaluationFolder.load_maps(f) for f in files]
     rows = read_metrics(tmp_path)
     assert len(rows) == sum(len(m["indices"]) for m in saved)
     assert [int(r["index"]) for r in rows] == [i for m in saved for i in sorted(m["indices"])]

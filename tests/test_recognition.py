@@ -15,13 +15,13 @@ import pytest
 import torch
 
 import recognition_imagenet
-from models import CONFIG_NAME, create_model, model_config
+from models import CONFIG_NAME, create_model, data_config, model_config
 from models.weights import MODEL_WEIGHTS_NAME
+from tests.helpers import read_maps
 from utils.checkpoint import save_json, save_weights
-from utils.cli import load_trained_model
 from utils.data import build_dataset, read_list_file, subset_indices
-from utils.recognition import evaluated_indices, parse_indexes
-from utils.report import load_maps, maps_path
+from utils.evaluation.model import load_trained_model
+from utils.evaluation.rows import evaluated_indices, parse_indexes
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["gradcam", "attention", "attention_mean", "random"]
@@ -97,7 +97,7 @@ def test_readme_example(trained_runs, tmp_path):
 
     rows = read_predictions(store)
     assert list(rows[0]) == ["index", "image", "label", "prediction", "confidence", "top5", "target"]
-    maps = load_maps(maps_path(store, "gradcam"))
+    maps = read_maps(store, "gradcam")
     expected = round(0.25 * val_size(trained_runs))  # seeded 25% of the validation list
     assert len(rows) == len(maps["maps"]) == len(maps["indices"]) == expected
     assert [int(r["index"]) for r in rows] == maps["indices"]
@@ -176,7 +176,7 @@ def test_batched_equals_one_by_one(trained_runs, tmp_path):
     np.testing.assert_allclose([float(r["confidence"]) for r in batched], [float(r["confidence"]) for r in single],
                                atol=1e-3)
     for method in METHODS:
-        batched, single = (load_maps(maps_path(tmp_path / run, method)) for run in ("b8", "b1"))
+        batched, single = (read_maps(tmp_path / run, method) for run in ("b8", "b1"))
         assert batched["indices"] == single["indices"] and batched["targets"] == single["targets"]
         assert tuple(single["maps"].shape) == ((8, 48, 48) if method == "attention_mean" else (8, 3, 3))
         # measured up to 2.5e-5 (attention_product) between batch 16 and batch 1 on 30 images
@@ -192,8 +192,8 @@ def test_channels_last_gives_the_same_predictions_and_maps(trained_runs, tmp_pat
     assert [r["prediction"] for r in read_predictions(tmp_path / "nhwc")] == \
         [r["prediction"] for r in read_predictions(tmp_path / "plain")]
     for method in ("gradcam", "attention"):
-        torch.testing.assert_close(load_maps(maps_path(tmp_path / "nhwc", method))["maps"],
-                                   load_maps(maps_path(tmp_path / "plain", method))["maps"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(read_maps(tmp_path / "nhwc", method)["maps"],
+                                   read_maps(tmp_path / "plain", method)["maps"], atol=1e-4, rtol=0)
 
 
 def test_two_processes_equal_one(trained_runs, tmp_path):
@@ -213,7 +213,7 @@ def test_two_processes_equal_one(trained_runs, tmp_path):
     assert report["world_size"] == 1
     assert (tmp_path / "ddp" / "predictions.csv").read_text() == (tmp_path / "single" / "predictions.csv").read_text()
     for method in ("gradcam", "attention_mean", "random"):
-        ddp, single = (load_maps(maps_path(tmp_path / run, method)) for run in ("ddp", "single"))
+        ddp, single = (read_maps(tmp_path / run, method) for run in ("ddp", "single"))
         assert ddp["indices"] == single["indices"] and ddp["targets"] == single["targets"]
         torch.testing.assert_close(ddp["maps"], single["maps"], atol=1e-6, rtol=0)
     ddp_report = json.loads((tmp_path / "ddp" / "classification.json").read_text())
@@ -301,7 +301,7 @@ def test_plain_model_name_keeps_the_runs_pooling_and_a_suffix_overrides_it(tmp_p
     ``resnet18_final`` asks for a different head explicitly (and then the stream weights do not fit)."""
     model = create_model("resnet18", pool="ca", num_classes=3)
     save_weights(tmp_path / MODEL_WEIGHTS_NAME, model.state_dict())
-    save_json(tmp_path / CONFIG_NAME, model_config(model, "resnet18", 32))
+    save_json(tmp_path / CONFIG_NAME, model_config(model, "resnet18", 32, *data_config("resnet18")))
     rebuilt, config = load_trained_model(str(tmp_path), "resnet18")
     assert config["pool"] == "ca" and rebuilt.pool == "ca"
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from models import create_model
-from utils.saliency import (
-    _PACKAGE_NAMES,
+from utils.explain import (
     CAVEATS,
     FAST_VARIANTS,
     PACKAGE_HELPERS,
@@ -26,6 +25,7 @@ from utils.saliency import (
     reduce_attention,
     upsample_maps,
 )
+from utils.explain.registry import _PACKAGE_NAMES
 
 # ScoreCAM / AblationCAM run one forward per channel: on the full-width models (512 / 768 channels) they
 # take minutes on 2 CPU cores, so the default run uses the same architectures at 1/8 width (slow: full).

@@ -52,8 +52,6 @@ def _expect_completed(cluster: SlurmCluster, job: int, timeout: float) -> dict[s
 def test_sbatch_scripts_pass_flags_main_accepts(script, tmp_path):
     """Each routines/training script, run by bash with srun/scontrol/python stubbed (no cluster
     needed), gives main_INets.py a command line its parser accepts, always with --resume."""
-    if not (REPO / "main_INets.py").is_file():
-        pytest.skip("main_INets.py does not exist yet")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     argv_file = tmp_path / "argv.json"
@@ -159,8 +157,6 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_builtin_sbatch_matches_torchrun(cluster, tmp_path):
     """routines/training/builtin.sbatch with 2 SLURM tasks trains the same weights as torchrun with 2 processes."""
-    if not (REPO / "main_INets.py").is_file():
-        pytest.skip("main_INets.py does not exist yet")
     from utils.data import IMAGES_DIRNAME, ensure_builtin_dataset
 
     data = ensure_builtin_dataset(tmp_path / "builtin", seed=0, imsize=32, train_per_class=8, val_per_class=2)

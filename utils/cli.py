@@ -1,4 +1,4 @@
-"""Pieces the three command-line scripts share: YAML configs, model flags, rebuilding a trained model."""
+"""Pieces the three command-line scripts share: YAML configs, one-line errors, the model flags."""
 from __future__ import annotations
 
 import argparse
@@ -9,18 +9,8 @@ from typing import Optional, Sequence
 import yaml
 
 from models import (
-    CONFIG_NAME,
     POOL_TYPES,
-    create_model,
-    create_model_from_config,
-    load_model_weights,
-    parse_model_name,
-    read_config,
 )
-from models.classifier import CAStreamClassifier
-from models.weights import MODEL_WEIGHTS_NAME, resolve_weights_path
-
-from .data import DEFAULT_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 
 
 def error_line(error: BaseException) -> str:
@@ -73,81 +63,3 @@ def add_model_arguments(parser: argparse.ArgumentParser, classes_default: Option
     group.add_argument("--classes", type=int, default=classes_default,
                        help="number of classes (default: from the data or the run's config.json)")
     return group
-
-
-def add_evaluation_data_arguments(parser: argparse.ArgumentParser, batch_help: str = "images per batch and process",
-                                  ) -> argparse._ArgumentGroup:
-    """The data flags recognition_imagenet.py and objrecon_imagenet.py share (same names, same meaning)."""
-    data = parser.add_argument_group("Data initialization")
-    data.add_argument("--root_data", default=None, help="image root; default: the built-in dataset (val split)")
-    data.add_argument("--path_lbl", "--sorted_path", "--path_list", dest="path_lbl", default=None,
-                      help="list file (relative/path,label per line), found in the working directory or under "
-                           "--root_data; without it --root_data must hold one sub-folder per class")
-    data.add_argument("--fraction", type=float, default=1.0,
-                      help="seeded random fraction of the evaluated images, in (0, 1] (1 = all)")
-    data.add_argument("--seed", type=int, default=0, help="seed of --fraction and of the random baseline")
-    data.add_argument("--indexes", nargs="+", default=None,
-                      help="dataset rows to evaluate (0-based), or a file of them; --fraction then samples them")
-    data.add_argument("--batch_size", type=int, default=64, help=batch_help)
-    data.add_argument("--workers", type=int, default=2, help="data loading processes per rank")
-    data.add_argument("--imsize", type=int, default=None, help="evaluation size (default: the run's, else 224)")
-    data.add_argument("--crop_pct", type=float, default=DEFAULT_CROP_PCT,
-                      help="resize the short side to imsize / crop_pct, then centre-crop imsize")
-    data.add_argument("--squash", action="store_true",
-                      help="resize to imsize x imsize without cropping (as the reference evaluated)")
-    return data
-
-
-def add_trained_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Model flags of the evaluation scripts: those of training plus ``--state_root``."""
-    group = add_model_arguments(parser)
-    group.add_argument("--state_root", default=None,
-                       help="run folder of main_INets.py (model rebuilt from its config.json) or a weights file")
-    return group
-
-
-def load_trained_model(
-        state_root: Optional[str],
-        model_name: Optional[str] = None,
-        pool: Optional[str] = None,
-        classes: Optional[int] = None,
-        heads: Optional[int] = None,
-        pretrained: bool = False,
-) -> tuple[CAStreamClassifier, dict]:
-    """Rebuilds a model for evaluation and returns it with its config (preprocessing included).
-
-    ``state_root`` is a run folder of ``main_INets.py`` (its ``config.json`` + ``model.safetensors``) or a
-    weights file (a ``config.json`` next to it is used when present). Flags override the config; a
-    weights file of another architecture or class count is refused with one line.
-    """
-    config: dict = {}
-    weights = None
-    if state_root is not None:
-        weights = resolve_weights_path(state_root)
-        if (weights.parent / CONFIG_NAME).is_file():
-            config = read_config(weights.parent)
-    elif model_name is None:
-        raise ValueError("give --state_root (a run folder or weights file) or --model")
-    if model_name is not None:
-        backbone, named_pool = parse_model_name(model_name, pool)
-        if backbone != model_name:  # a _stream / _final suffix names the pooling; a plain name keeps the run's
-            pool = named_pool
-        config["backbone"] = backbone
-    if "backbone" not in config:
-        raise ValueError(f"{state_root}: no {CONFIG_NAME} next to it, so --model is needed")
-    config["pool"] = pool or config.get("pool", "gap")
-    config["heads"] = heads or config.get("heads", 1)
-    if classes is not None and config.get("classes") not in (None, classes) and weights is not None \
-            and weights.name == MODEL_WEIGHTS_NAME:
-        raise ValueError(f"--classes {classes}, but {weights.parent / CONFIG_NAME} says the run was trained with "
-                         f"{config['classes']} classes")
-    config["classes"] = classes or config.get("classes", 1000)
-    config.setdefault("mean", list(IMAGENET_MEAN))
-    config.setdefault("std", list(IMAGENET_STD))
-    if weights is None:
-        model = create_model(config["backbone"], pool=config["pool"], num_classes=config["classes"],
-                             heads=config["heads"], pretrained=pretrained)
-    else:
-        model = create_model_from_config(config)
-        load_model_weights(model, weights)
-    return model.eval(), config

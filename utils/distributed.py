@@ -14,10 +14,11 @@ in dataset order with :func:`gather_in_order` / :func:`gather_tensors_in_order`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -335,3 +336,14 @@ def gather_tensors_in_order(
         indices = torch.cat([idx[:n] for idx, n in zip(idx_list, sizes)]).cpu()
     positions = _order(indices.tolist(), order)
     return local_rows[torch.as_tensor(positions, dtype=torch.long, device=local_rows.device)]
+
+
+@contextlib.contextmanager
+def distributed_session(use_gpu: bool) -> Iterator[tuple[DistributedEnv, torch.device]]:
+    """:func:`setup_distributed` for the duration of a ``with`` block; the process group is left afterwards, also
+    when the block raises."""
+    env, device = setup_distributed(use_gpu)
+    try:
+        yield env, device
+    finally:
+        cleanup_distributed()

@@ -22,13 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-from utils.checkpoint import atomic_write_text, save_json  # noqa: E402
-from utils.report import save_curve_panels, write_csv  # noqa: E402
+from utils.checkpoint import atomic_write_text, save_json
+from utils.evaluation.plots import save_curve_panels
+from utils.faithfulness import CURVE_METRICS, metric
+from utils.runtime.layout import write_csv
 
-COLUMNS = (("Acc", "accuracy"), ("AD", "ad"), ("AI", "ai"), ("AG", "ag"), ("I", "insertion"), ("D", "deletion"),
-           ("PG", "pointing_game"))
-# The poster's ResNet-50 rows on ImageNet (reference only: other data, other scale).
+REPO = Path(__file__).resolve().parents[2]
+
+# The poster's columns (accuracy, then its metrics in its order) and the pointing game where masks exist.
+POSTER_METRICS = ("ad", "ai", "ag", "insertion", "deletion")
+COLUMNS = (("Acc", "accuracy"), *((metric(key).label, key) for key in (*POSTER_METRICS, "pointing_game")))
+# The poster's ResNet-50 rows on ImageNet (reference only: other data, other scale): accuracy, then POSTER_METRICS.
 POSTER = {("gradcam", "gap"): (74.55, 13.04, 44.47, 17.56, 72.57, 13.24),
           ("gradcam", "ca"): (74.70, 12.54, 48.56, 22.67, 75.53, 13.50),
           ("gradcam++", "gap"): (74.55, 13.79, 42.08, 15.87, 72.32, 13.33),
@@ -140,7 +144,8 @@ def markdown_table(rows: list[dict], title: str) -> str:
         cells = [f"{row[key]:.2f} +- {row[key + '_spread'] / 2:.2f}" if key in row else "" for _, key in present]
         lines.append(f"| {row['method']} | {row['pooling'].upper()} | {row['images']} | " + " | ".join(cells) + " |")
     lines += ["", "Poster (ResNet-50, ImageNet; reference only):", "",
-              "| method | pooling | Acc | AD | AI | AG | I | D |", "|---|---|---|---|---|---|---|---|"]
+              "| method | pooling | Acc | " + " | ".join(metric(key).label for key in POSTER_METRICS) + " |",
+              "|---|---|---|" + "---|" * len(POSTER_METRICS)]
     for (method, pool), values in POSTER.items():
         lines.append(f"| {method} | {pool.upper()} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
@@ -152,7 +157,7 @@ def mean_curves(per_seed: dict[int, dict], methods: list[str]) -> dict[str, dict
     return {mode: {f"{method} / {pool.upper()}": np.mean([r[pool]["curves"][method][mode]
                                                           for r in per_seed.values()], axis=0)
                    for method, pool in lines}
-            for mode in ("insertion", "deletion")}
+            for mode in CURVE_METRICS}
 
 
 def publish(out: Path, folder: Path, dataset: str) -> None:

@@ -1,0 +1,46 @@
+"""The flags recognition_imagenet.py and objrecon_imagenet.py share: same names, same meaning."""
+from __future__ import annotations
+
+import argparse
+
+from utils.cli import add_model_arguments
+from utils.data import DEFAULT_CROP_PCT
+from utils.runtime.forward import AMP_DTYPES
+
+
+def add_evaluation_data_arguments(parser: argparse.ArgumentParser, batch_help: str = "images per batch and process",
+                                  ) -> argparse._ArgumentGroup:
+    data = parser.add_argument_group("Data initialization")
+    data.add_argument("--root_data", default=None, help="image root; default: the built-in dataset (val split)")
+    data.add_argument("--path_lbl", "--sorted_path", "--path_list", dest="path_lbl", default=None,
+                      help="list file (relative/path,label per line), found in the working directory or under "
+                           "--root_data; without it --root_data must hold one sub-folder per class")
+    data.add_argument("--fraction", type=float, default=1.0,
+                      help="seeded random fraction of the evaluated images, in (0, 1] (1 = all)")
+    data.add_argument("--seed", type=int, default=0, help="seed of --fraction and of the random baseline")
+    data.add_argument("--indexes", nargs="+", default=None,
+                      help="dataset rows to evaluate (0-based), or a file of them; --fraction then samples them")
+    data.add_argument("--batch_size", type=int, default=64, help=batch_help)
+    data.add_argument("--workers", type=int, default=2, help="data loading processes per rank")
+    data.add_argument("--imsize", type=int, default=None, help="evaluation size (default: the run's, else 224)")
+    data.add_argument("--crop_pct", type=float, default=DEFAULT_CROP_PCT,
+                      help="resize the short side to imsize / crop_pct, then centre-crop imsize")
+    data.add_argument("--squash", action="store_true",
+                      help="resize to imsize x imsize without cropping (as the reference evaluated)")
+    return data
+
+
+def add_trained_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Model flags of the evaluation scripts: those of training plus ``--state_root``."""
+    group = add_model_arguments(parser)
+    group.add_argument("--state_root", default=None,
+                       help="run folder of main_INets.py (model rebuilt from its config.json) or a weights file")
+    return group
+
+
+def add_forward_arguments(group: argparse._ArgumentGroup, amp_help: str) -> None:
+    """Where and how the model's forwards run (see :class:`~utils.runtime.forward.ForwardSettings`)."""
+    group.add_argument("--use_gpu", action="store_true", help="run on CUDA (cuda:LOCAL_RANK under torchrun/SLURM)")
+    group.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none", help=amp_help)
+    group.add_argument("--channels_last", action="store_true",
+                       help="NHWC model weights and inputs: faster convolutions, the same results to rounding")

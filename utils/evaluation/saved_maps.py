@@ -1,0 +1,175 @@
+"""Where each method's maps come from for scoring: a saliency file of recognition_imagenet.py, checked against the
+model and data being evaluated, or computed on the fly; and which rows and classes that leaves."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from utils.faithfulness import CLASS_SOURCES, get_protocol
+from utils.runtime.layout import EvaluationFolder
+
+from .identity import identity_mismatch
+from .methods import method_names
+from .rows import evaluated_indices, parse_indexes
+from .session import EvaluationData
+
+DEFAULT_METHOD = "gradcam"
+
+
+@dataclasses.dataclass
+class Source:
+    """One method's maps: read from a file (``maps`` + the position of each dataset row) or computed."""
+
+    method: str
+    path: Optional[Path] = None
+    maps: Optional[torch.Tensor] = None
+    rows: Optional[dict[int, int]] = None
+    targets: Optional[list[int]] = None
+    class_source: Optional[str] = None
+    identity: Optional[dict] = None                        # the model and data that made a file's maps
+    saliency: Any = None                                   # a SaliencyMethod when computed
+
+    @property
+    def from_file(self) -> bool:
+        return self.path is not None
+
+    def card(self) -> dict:
+        if self.from_file:
+            return {"source": "file", "file": str(self.path), "method": self.method, "class_source": self.class_source,
+                    "map_size": list(self.maps.shape[1:]), "num_maps": int(self.maps.shape[0])}
+        return {"source": "computed", **self.saliency.describe()}
+
+    def batch_maps(self, rows: Sequence[int]) -> torch.Tensor:
+        return self.maps[[self.rows[i] for i in rows]]
+
+
+def read_source(method: str, path: Path) -> Source:
+    loaded = EvaluationFolder.load_maps(path)
+    maps, indices, targets = loaded["maps"], loaded["indices"], loaded["targets"]
+    if len(targets) != len(indices):
+        raise ValueError(f"{path}: {len(maps)} maps and {len(indices)} dataset rows but {len(targets)} targets")
+    bad = (~torch.isfinite(maps.flatten(1)).all(1)).nonzero().flatten()
+    if len(bad):
+        row = int(bad[0])
+        raise ValueError(f"{path}: {len(bad)} map(s) contain NaN or inf (first: file row {row}, dataset row "
+                         f"{indices[row]}); regenerate them")
+    rows = {int(index): position for position, index in enumerate(indices)}
+    if len(rows) != len(indices):
+        raise ValueError(f"{path}: a dataset row appears twice in its indices")
+    return Source(method=loaded["method"] or method, path=path, maps=maps, rows=rows, targets=[int(t) for t in targets],
+                  class_source=loaded["class_source"], identity=loaded["identity"])
+
+
+def resolve_sources(args: argparse.Namespace) -> list[Source]:
+    """One :class:`Source` per method: saved files where present (unless ``--compute``), else computed."""
+    explicit_dir = args.saliency_dir is not None
+    folder = EvaluationFolder(args.saliency_dir if explicit_dir else args.store_dir)
+    if args.method is None and not args.compute:
+        found = folder.saved_maps()
+        if not found:
+            raise FileNotFoundError(
+                f"no saliency maps in {folder.path} (looked for {folder.maps('<method>').name}): run "
+                f"recognition_imagenet.py --salient --store_dir {folder.path} first, or give --method "
+                f"{DEFAULT_METHOD} [...] to compute them")
+        return [read_source(folder.method_of(path), path) for path in found]
+    sources = []
+    for method in method_names(args.method or [DEFAULT_METHOD]):
+        path = folder.maps(method)
+        if not args.compute and path.is_file():
+            sources.append(read_source(method, path))
+        elif not args.compute and explicit_dir:
+            raise FileNotFoundError(
+                f"saliency file not found: {path} (--saliency_dir {folder.path}); run recognition_imagenet.py "
+                f"--salient --method {method} --store_dir {folder.path} first, or add --compute to compute the maps "
+                f"here")
+        else:
+            sources.append(Source(method=method))
+    return sources
+
+
+def degenerate_maps_note(maps: torch.Tensor) -> Optional[str]:
+    """A warning when maps carry no ranking: 1x1 maps, or maps whose pixels are all equal (scored as all-zero
+    maps: every pixel ties, so insertion/deletion follow raster order and the masked image is black)."""
+    if maps.shape[-2:] == (1, 1):
+        return "its maps are 1x1: every pixel ties, so insertion/deletion follow raster order only"
+    flat = maps.flatten(1)
+    constant = int((flat.amax(1) == flat.amin(1)).sum())
+    if constant:
+        return (f"{constant} of {len(maps)} maps are constant (scored as all-zero maps: every pixel ties, so "
+                "insertion/deletion follow raster order)")
+    return None
+
+
+def check_sources(sources: Sequence[Source], identity: dict) -> list[str]:
+    """Refuses maps made by another model or for other data (one line naming the file and what differs); returns
+    warnings for files that cannot be checked or whose maps carry no ranking."""
+    notes = []
+    for source in sources:
+        if not source.from_file:
+            continue
+        if source.identity is None:
+            notes.append(f"{source.path} records no model or data identity (an older version wrote it): not "
+                         f"checked against --state_root")
+        else:
+            differences = identity_mismatch(source.identity, identity)
+            if differences:
+                raise ValueError(f"{source.path} was made by another model or for other data ({'; '.join(differences)})"
+                                 f": regenerate it with recognition_imagenet.py --salient for this --state_root, or "
+                                 f"evaluate in another --store_dir")
+        degenerate = degenerate_maps_note(source.maps)
+        if degenerate:
+            notes.append(f"{source.path}: {degenerate}")
+    return notes
+
+
+def select_rows(args: argparse.Namespace, sources: Sequence[Source], data: EvaluationData
+                ) -> tuple[list[int], Optional[dict[int, int]], str]:
+    """The dataset rows to evaluate (ascending), their classes when fixed in advance (None: predicted on the
+    fly) and the class source. Rows: a saliency file's (else every row), restricted to ``--indexes``, then a
+    seeded ``--fraction`` of them, as recognition_imagenet.py picks them."""
+    num_images, labels = len(data.dataset), data.dataset.targets
+    indexes = parse_indexes(args.indexes)
+    files = [s for s in sources if s.from_file]
+    if not files:
+        class_source = args.class_source or get_protocol(args.protocol).class_source
+        rows = evaluated_indices(num_images, args.fraction, args.seed, indexes)
+        return rows, ({i: int(labels[i]) for i in rows} if class_source == "gt" else None), class_source
+    first = files[0]
+    for other in files[1:]:
+        if set(other.rows) != set(first.rows):
+            raise ValueError(f"{other.path} has maps for {len(other.rows)} dataset rows and {first.path} for "
+                             f"{len(first.rows)}, not the same rows: evaluate them separately")
+        if other.class_source != first.class_source or any(
+                other.targets[other.rows[i]] != first.targets[first.rows[i]] for i in first.rows):
+            raise ValueError(f"{other.path} and {first.path} explain different classes")
+    class_source = first.class_source
+    if args.class_source is not None and args.class_source != class_source:
+        raise ValueError(f"the maps in {first.path} explain the {CLASS_SOURCES.get(class_source, class_source)} "
+                         f"class, but --class_source {args.class_source} was asked: regenerate them with the same "
+                         f"class source, or add --compute")
+    available = sorted(first.rows)
+    if not available:
+        raise ValueError(f"{first.path} holds no maps")
+    outside = [index for index in available if not 0 <= index < num_images]
+    if outside:
+        raise ValueError(f"{first.path} has a map for dataset row {outside[0]}, but the dataset has {num_images} "
+                         f"images: were the maps made with other --root_data/--path_lbl?")
+    if indexes is not None:
+        missing = sorted(set(indexes) - set(first.rows))
+        if missing:
+            raise ValueError(f"--indexes: {len(missing)} rows have no map in {first.path} (first: {missing[:5]})")
+        available = indexes
+    rows = evaluated_indices(len(available), args.fraction, args.seed)
+    rows = [available[i] for i in rows]
+    targets = {i: first.targets[first.rows[i]] for i in rows}
+    if class_source == "gt":
+        wrong = [i for i in rows if targets[i] != labels[i]]
+        if wrong:
+            raise ValueError(f"{first.path}: the ground-truth class of dataset row {wrong[0]} is "
+                             f"{labels[wrong[0]]} in the list file but {targets[wrong[0]]} in the maps file "
+                             f"({len(wrong)} rows differ): were the maps made with another --path_lbl?")
+    return rows, targets, class_source

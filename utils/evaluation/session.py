@@ -1,0 +1,96 @@
+"""What both evaluation pipelines start from: checked flags, the trained model, the evaluated dataset with its
+preprocessing, the forward settings, and the pass over a shard of rows in batches."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from models.classifier import CAStreamClassifier
+from utils.data import ImageDataset, build_dataset
+from utils.runtime.forward import ForwardSettings
+
+from .identity import evaluation_identity, preprocessing_card
+from .model import load_trained_model
+
+DEFAULT_IMSIZE = 224
+
+
+def check_evaluation_flags(args: argparse.Namespace) -> None:
+    """The flags both scripts share, checked before any work (one line each)."""
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if not 0 < args.fraction <= 1:
+        raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
+    if args.use_gpu and not torch.cuda.is_available():
+        raise ValueError("--use_gpu given but CUDA is not available (leave it out to run on the CPU)")
+
+
+@dataclass
+class EvaluationData:
+    """The model an evaluation scores and the dataset it scores it on, with the preprocessing that joins them."""
+
+    model: CAStreamClassifier
+    config: dict
+    dataset: ImageDataset
+    imsize: int
+    crop_pct: float
+    squash: bool
+    _identity: Optional[dict] = field(default=None, repr=False)
+
+    @property
+    def mean(self) -> list[float]:
+        return list(self.config["mean"])
+
+    @property
+    def std(self) -> list[float]:
+        return list(self.config["std"])
+
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        return self.config.get("class_names") or self.dataset.classes
+
+    @property
+    def preprocessing(self) -> dict:
+        return preprocessing_card(self.imsize, self.crop_pct, self.squash, self.mean, self.std)
+
+    def identity(self) -> dict:
+        """The model / data identity stored with and checked against saliency files (hashes the weights once)."""
+        if self._identity is None:
+            self._identity = evaluation_identity(self.model, self.config, self.dataset.samples, self.preprocessing)
+        return self._identity
+
+
+def load_evaluation(args: argparse.Namespace, pretrained: bool = False) -> EvaluationData:
+    """The model of ``--state_root`` (flags override its config) and the dataset of the data flags, preprocessed
+    as the model's run was (``--imsize`` etc. override)."""
+    model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads, pretrained)
+    imsize = args.imsize or config.get("imsize") or DEFAULT_IMSIZE
+    dataset = build_dataset(args.root_data, args.path_lbl, imsize, train=False, mean=config["mean"],
+                            std=config["std"], num_classes=config["classes"], crop_pct=args.crop_pct,
+                            squash=args.squash)
+    return EvaluationData(model, config, dataset, imsize, args.crop_pct, args.squash)
+
+
+def forward_settings(args: argparse.Namespace, device: torch.device) -> ForwardSettings:
+    return ForwardSettings(device=device, amp=args.amp, channels_last=args.channels_last, chunk=args.batch_size)
+
+
+def batches(dataset, rows: Sequence[int], batch_size: int, workers: int, forward: ForwardSettings,
+            device: torch.device, desc: str, progress: bool) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(dataset rows, images on ``device`` in the forward's layout, labels) for every batch of ``rows``, in order;
+    the progress bar counts images."""
+    from tqdm.auto import tqdm
+
+    loader = DataLoader(Subset(dataset, list(rows)), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    start = 0
+    with tqdm(total=len(rows), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for images, labels in loader:
+            batch_rows = list(rows[start:start + len(labels)])
+            start += len(labels)
+            yield batch_rows, forward.prepare(images, device), labels
+            bar.update(len(batch_rows))

@@ -1,0 +1,86 @@
+"""How forward passes run: one small settings object instead of device / autocast dtype / memory format / chunk
+size travelling as separate arguments through every function."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import torch
+from torch import nn
+
+# --amp of the three scripts; fp16 autocast is meant for CUDA (with a GradScaler when training)
+AMP_DTYPES: dict[str, Optional[torch.dtype]] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ForwardSettings:
+    """Where and how a model's forwards run.
+
+    ``device``: where inputs go (None: the model's own device). ``amp``: an :data:`AMP_DTYPES` key, the autocast
+    dtype. ``channels_last``: NHWC inputs (convert the model too for the full speed-up). ``chunk``: the most
+    images forwarded at once by :meth:`logits` (a chunk that runs out of GPU memory is split further).
+    """
+
+    device: Optional[torch.device] = None
+    amp: str = "none"
+    channels_last: bool = False
+    chunk: int = 64
+
+    def __post_init__(self) -> None:
+        if self.amp not in AMP_DTYPES:
+            raise ValueError(f"--amp {self.amp}: expected one of {', '.join(AMP_DTYPES)}")
+        if self.chunk < 1:
+            raise ValueError(f"the forward chunk (--batch_size) must be >= 1, got {self.chunk}")
+
+    @property
+    def amp_dtype(self) -> Optional[torch.dtype]:
+        return AMP_DTYPES[self.amp]
+
+    def with_chunk(self, chunk: int) -> "ForwardSettings":
+        return replace(self, chunk=chunk)
+
+    def device_for(self, model: nn.Module) -> torch.device:
+        """This setting's device, else the device of the model's first parameter or buffer (CPU for none)."""
+        if self.device is not None:
+            return torch.device(self.device)
+        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+        return torch.device("cpu") if tensor is None else tensor.device
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+
+    def prepare(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Inputs on ``device`` in this setting's memory format."""
+        images = images.to(device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def prepare_model(self, model: nn.Module, device: torch.device) -> nn.Module:
+        model.to(device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """float32 logits of ``images`` under ``inference_mode``, at most ``chunk`` images per forward (float32 before
+        any softmax, so that bf16 logits do not quantise the probabilities)."""
+        device = self.device_for(model)
+        with torch.inference_mode():
+            return torch.cat([self._split_on_oom(model, images[start:start + self.chunk].to(device), device)
+                              for start in range(0, images.shape[0], self.chunk)])
+
+    def _split_on_oom(self, model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """One forward; a chunk that runs out of GPU memory is split in halves (recursively), so a large chunk means
+        "the largest that fits" and the results do not depend on it."""
+        try:
+            with self.autocast(device):
+                return model(self.prepare(images, device)).float()
+        except torch.cuda.OutOfMemoryError:
+            if images.shape[0] == 1:
+                raise
+        if images.is_cuda:
+            torch.cuda.empty_cache()
+        half = (images.shape[0] + 1) // 2
+        return torch.cat([self._split_on_oom(model, images[:half], device),
+                          self._split_on_oom(model, images[half:], device)])
