@@ -15,8 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 import main_INets
+import utils.trainer
 from models import create_model
 from utils.checkpoint import atomic_write, load_training_state, save_training_state
+from utils.engine import EpochStats
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "resnet18", "--imsize", "32", "--batch_size", "16", "--workers", "0", "--fixed", "--seed", "3",
@@ -74,6 +76,68 @@ def test_resume_is_exact(tmp_path, builtin_flags):
     logs = [list(csv.DictReader((tmp_path / run / "log.csv").open())) for run in ("straight", "resumed")]
     assert [r["epoch"] for r in logs[1]] == ["1", "2"]
     assert [r["lr"] for r in logs[0]] == [r["lr"] for r in logs[1]]
+
+
+def training_batches(monkeypatch, store_dir: Path, data_flags: list[str], workers: int) -> list[torch.Tensor]:
+    """The augmented images each epoch of a real run feeds to training (its steps replaced by a recorder)."""
+    seen = []
+
+    def record(model, loader, *args, **kwargs) -> EpochStats:
+        seen.append(torch.cat([images for images, _ in loader]))
+        return EpochStats(loss=0.0, accuracy=0.0, images=len(seen[-1]), seconds=1.0)
+
+    monkeypatch.setattr(utils.trainer, "train_one_epoch", record)
+    # 24 images in batches of 8: no batch is dropped, so every epoch sees every image
+    train(store_dir, *data_flags, "--epochs", "2", "--fraction", "0.2", "--batch_size", "8", "--workers", str(workers))
+    return seen
+
+
+def test_persistent_workers_see_every_epoch(tmp_path, builtin_flags, monkeypatch):
+    """The epoch reaches persistent loader workers: new augmentations each epoch, the same as without workers."""
+    with_workers = training_batches(monkeypatch, tmp_path / "w2", builtin_flags, workers=2)
+    in_process = training_batches(monkeypatch, tmp_path / "w0", builtin_flags, workers=0)
+
+    def reordering_invariant(images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1).sum(1).sort().values
+
+    replayed = torch.equal(reordering_invariant(with_workers[0]), reordering_invariant(with_workers[1]))
+    assert not replayed, "epoch 1 saw epoch 0's augmented images in another order"
+    for epoch in range(2):
+        assert torch.equal(with_workers[epoch], in_process[epoch]), epoch
+
+
+def start_cli(*flags) -> subprocess.Popen:
+    """main_INets.py in its own process group (its loader workers die with it), output kept for failures."""
+    return subprocess.Popen([sys.executable, "main_INets.py", *map(str, flags)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def test_killed_run_resumes_exactly_with_default_flags(tmp_path, builtin_flags):
+    """Default --workers (persistent loader workers), no --fixed: SIGKILL during epoch 2, then --resume; the
+    weights equal those of an uninterrupted run bit for bit."""
+    flags = ["--model", "resnet18", "--imsize", "32", "--batch_size", "16", "--fraction", "0.3", "--seed", "3",
+             "--epochs", "2", *builtin_flags]
+    straight = start_cli(*flags, "--store_dir", tmp_path / "straight")
+    killed_dir = tmp_path / "killed"
+    killed = start_cli(*flags, "--store_dir", killed_dir)
+    deadline = time.time() + 240
+    while not (killed_dir / "last.pth").exists():
+        assert killed.poll() is None and time.time() < deadline, killed.communicate()[0][-3000:]
+        time.sleep(0.02)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    assert load_training_state(killed_dir / "last.pth")["epoch"] == 1, "the kill did not land in epoch 2"
+    finish(start_cli(*flags, "--store_dir", killed_dir, "--resume"))
+    finish(straight)
+    resumed, uninterrupted = weights(killed_dir), weights(tmp_path / "straight")
+    assert resumed.keys() == uninterrupted.keys()
+    assert [key for key in resumed if not torch.equal(resumed[key], uninterrupted[key])] == []
 
 
 def test_two_processes_equal_one_with_same_global_batch(tmp_path, small_builtin, builtin_flags):

@@ -31,7 +31,7 @@ from .checkpoint import (
 )
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, subset_indices
 from .distributed import cleanup_distributed, setup_distributed, shard_indices
-from .engine import EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch
+from .engine import EpochIndexSampler, EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch
 
 # A resumed run must rebuild the same network: these config entries have to agree.
 _RESUME_KEYS = ("backbone", "pool", "classes", "heads")
@@ -145,8 +145,8 @@ class Trainer:
     def _loader(self, dataset, train: bool) -> DataLoader:
         sampler = None
         if train:
-            sampler = DistributedSampler(dataset, num_replicas=self.env.world_size, rank=self.env.rank, shuffle=True,
-                                         seed=self.args.seed)
+            sampler = EpochIndexSampler(DistributedSampler(dataset, num_replicas=self.env.world_size,
+                                                           rank=self.env.rank, shuffle=True, seed=self.args.seed))
         return DataLoader(dataset, batch_size=self.args.batch_size, sampler=sampler, shuffle=False,
                           num_workers=self.args.workers, pin_memory=self.device.type == "cuda",
                           drop_last=train and len(dataset) >= self.args.batch_size * self.env.world_size,
@@ -243,7 +243,6 @@ class Trainer:
         # Re-seeding per epoch makes a resumed run draw exactly what the uninterrupted one drew.
         seed_everything(args.seed * 1000 + epoch * 10 + self.env.rank)
         self.train_loader.sampler.set_epoch(epoch)
-        self.train_set.set_epoch(epoch)
         train = train_one_epoch(
             self.ddp_model, self.train_loader, self.criterion, self.optimizer, self.device, epoch,
             scheduler=self.scheduler, mixup=self.mixup, amp=args.amp, scaler=self.scaler, clip_grad=args.clip_grad,
