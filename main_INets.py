@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--crop_scale", type=float, nargs=2, default=(0.35, 1.0),
                       help="area range of the random resized crop (ImageNet recipes use 0.08 1.0; small objects "
                            "need a larger minimum so the crop keeps them)")
-    data.add_argument("--store_dir", default=None, help="run folder (default: runs/<model>_<pool>)")
+    data.add_argument("--store_dir", default=None,
+                      help="run folder (default: runs/<model>_<pool>); a folder that holds a run needs --resume or "
+                           "--overwrite")
+    data.add_argument("--overwrite", action="store_true",
+                      help="replace the run in --store_dir: its files are deleted first (other files stay)")
     data.add_argument("--batch_size", type=int, default=64, help="batch size per process")
     data.add_argument("--s_iterations", type=int, default=15, help="keep a checkpoint every N epochs")
     data.add_argument("--fraction", type=float, default=1.0, help="seeded random fraction of the training set")
@@ -93,6 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.pretrained is None:
         from models import has_offline_weights
         args.pretrained = args.init_from is None and has_offline_weights(args.model)
+    if args.resume and args.overwrite:
+        raise SystemExit("error: --resume continues the run in --store_dir and --overwrite replaces it: give one")
     if not 0 <= args.val_split < 1:
         raise SystemExit(f"error: --val_split must be in [0, 1), got {args.val_split}")
     if args.store_dir is None:

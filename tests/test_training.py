@@ -18,6 +18,7 @@ import main_INets
 import utils.trainer
 from models import create_model
 from utils.checkpoint import atomic_write, load_training_state, save_training_state
+from utils.cli import load_trained_model
 from utils.engine import EpochStats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +139,43 @@ def test_killed_run_resumes_exactly_with_default_flags(tmp_path, builtin_flags):
     resumed, uninterrupted = weights(killed_dir), weights(tmp_path / "straight")
     assert resumed.keys() == uninterrupted.keys()
     assert [key for key in resumed if not torch.equal(resumed[key], uninterrupted[key])] == []
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_run_folder_is_reused_only_on_purpose(tmp_path, builtin_flags, monkeypatch):
+    run = tmp_path / "run"
+    short = [*TINY, *builtin_flags, "--epochs", "1", "--fraction", "0.2", "--store_dir", str(run)]
+    main_INets.main([*short, "--s_iterations", "1"])
+    (run / "notes.txt").write_text("not the run's")
+    before = folder_bytes(run)
+    message = error_of([*short, "--pool", "ca"])
+    assert str(run) in message and "--resume" in message and "--overwrite" in message
+    assert folder_bytes(run) == before
+    assert "give one" in error_of([*short, "--resume", "--overwrite"])
+
+    folder_at_config = []
+    replace = os.replace
+
+    def replace_and_look(source, target):
+        replace(source, target)
+        if Path(target).name == "config.json":
+            folder_at_config.append(sorted(path.name for path in run.iterdir()))
+
+    monkeypatch.setattr(os, "replace", replace_and_look)
+    main_INets.main([*short, "--pool", "ca", "--overwrite"])
+    monkeypatch.undo()
+    # the new config.json never stood beside the previous run's weights, and a file not of the layout stays
+    assert folder_at_config == [["config.json", "notes.txt"]]
+    assert not (run / "checkpoint_epoch1.pth").exists() and (run / "notes.txt").read_text() == "not the run's"
+    model, config = load_trained_model(str(run))
+    assert config["pool"] == model.pool == "ca"
+
+    (run / "last.pth").unlink()  # as if killed before its first epoch committed
+    message = error_of([*short, "--resume"])  # pool gap: not the network config.json describes
+    assert "config.json" in message and "pool" in message
 
 
 def test_two_processes_equal_one_with_same_global_batch(tmp_path, small_builtin, builtin_flags):

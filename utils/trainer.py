@@ -32,6 +32,7 @@ from .checkpoint import (
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, subset_indices
 from .distributed import cleanup_distributed, setup_distributed, shard_indices
 from .engine import EpochIndexSampler, EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch
+from .run_folder import check_not_a_run, remove_run_files
 
 # A resumed run must rebuild the same network: these config entries have to agree.
 _RESUME_KEYS = ("backbone", "pool", "classes", "heads")
@@ -100,6 +101,9 @@ class Trainer:
         self.env, self.device = setup_distributed(args.use_gpu)
         self.is_main = self.env.is_main
         self.store_dir = Path(args.store_dir)
+        if not args.resume and not args.overwrite:
+            # every rank checks before rank 0 writes anything (DDP's set-up below is the rendezvous)
+            check_not_a_run(self.store_dir)
         if args.fixed:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -169,6 +173,9 @@ class Trainer:
         path = self.store_dir / TRAIN_STATE_NAME if self.args.resume == "auto" else Path(self.args.resume)
         if not path.exists():
             if self.args.resume == "auto":
+                # a start killed before its first epoch committed leaves config.json: it must describe this network
+                if (self.store_dir / CONFIG_NAME).is_file():
+                    _check_resume_config(read_config(self.store_dir), self.config, self.store_dir / CONFIG_NAME)
                 self.log(f"--resume: no {path} yet, starting from scratch")
                 return
             raise FileNotFoundError(f"--resume {path}: file not found")
@@ -217,6 +224,8 @@ class Trainer:
         writer = csv_log = None
         if self.is_main:
             from torch.utils.tensorboard import SummaryWriter
+            if args.overwrite:
+                remove_run_files(self.store_dir)
             self.store_dir.mkdir(parents=True, exist_ok=True)
             save_json(self.store_dir / CONFIG_NAME, self.config)
             save_yaml(self.store_dir / "args.yaml", vars(args))
