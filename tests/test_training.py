@@ -178,6 +178,42 @@ def test_a_run_folder_is_reused_only_on_purpose(tmp_path, builtin_flags, monkeyp
     assert "config.json" in message and "pool" in message
 
 
+def test_kill_at_every_write_point_loses_nothing(tmp_path, builtin_flags):
+    """SIGKILL before and after every atomic write of a run (tests/kill_chain.py), resuming after each kill:
+    the finished folder equals an uninterrupted run's, with every log row, due checkpoint and TensorBoard value
+    exactly once and no temporary left."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    flags = [*TINY, *builtin_flags, "--pool", "ca", "--freeze", "--epochs", "2", "--s_iterations", "1",
+             "--fraction", "0.1", "--batch_size", "4"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    main_INets.main([*flags, "--store_dir", str(straight)])
+    result = subprocess.run([sys.executable, "-m", "tests.kill_chain", str(killed), *flags], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    chain = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"{len(chain['kills'])} kills in {chain['seconds']} s")
+    uninterrupted, resumed = weights(straight), weights(killed)
+    assert [key for key in uninterrupted if not torch.equal(uninterrupted[key], resumed[key])] == []
+    logs = [[{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader((run / "log.csv").open())]
+            for run in (straight, killed)]
+    assert [row["epoch"] for row in logs[1]] == ["1", "2"] and logs[1] == logs[0]
+    for epoch in (1, 2):
+        assert load_training_state(killed / f"checkpoint_epoch{epoch}.pth")["epoch"] == epoch
+    assert [path for path in killed.rglob("*") if path.name.endswith(".tmp")] == []
+    events = EventAccumulator(str(killed / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert set(scalars) == {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"}
+    for tag in scalars:
+        assert [event.step for event in events.Scalars(tag)] == [1, 2], tag
+    # every write of every epoch was a kill point
+    every_epoch_write = {f"{when} epoch {epoch}: {name}" for when in ("before", "after") for epoch in (1, 2)
+                         for name in (f"checkpoint_epoch{epoch}.pth", "model.safetensors", "log.csv", "last.pth")}
+    assert every_epoch_write <= set(chain["kills"])
+    assert {"before start: config.json", "after start: log.csv"} <= set(chain["kills"])
+
+
 def test_two_processes_equal_one_with_same_global_batch(tmp_path, small_builtin, builtin_flags):
     # BatchNorm is frozen here (the paper's protocol), so per-process batches see the same statistics.
     gap_run = tmp_path / "gap"

@@ -1,18 +1,26 @@
-"""The files a training run owns in its folder (``--store_dir``), so one run never mixes with another.
+"""The files a training run owns in its folder (``--store_dir``) and its per-epoch logs.
 
-Layout: ``config.json``, ``args.yaml``, ``log.csv``, ``last.pth``, ``model.safetensors``,
+Layout: ``config.json`` (how to rebuild the model and its preprocessing), ``args.yaml``, ``log.csv``,
+``last.pth`` (the whole training state, loadable with ``weights_only=True``), ``model.safetensors`` (latest),
 ``model_best.safetensors``, ``model_ema.safetensors``, ``checkpoint_epoch<N>.pth`` and
 ``tensorboard/events.out.tfevents.*``. Any other file in the folder is not the run's and is never removed.
+
+Each epoch's save ends with ``last.pth``, the commit point: it holds the log rows, so a run killed anywhere
+resumes from the last committed epoch and rebuilds ``log.csv`` and the TensorBoard scalars from them.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Mapping, Sequence
+
+from torch.utils.tensorboard import SummaryWriter
 
 from models import CONFIG_NAME
 from models.weights import MODEL_WEIGHTS_NAME
 
-from .checkpoint import BEST_WEIGHTS_NAME, TRAIN_STATE_NAME
+from .checkpoint import BEST_WEIGHTS_NAME, TRAIN_STATE_NAME, atomic_write_leftovers
+from .report import read_csv, write_csv
 
 ARGS_NAME = "args.yaml"
 LOG_NAME = "log.csv"
@@ -21,6 +29,7 @@ TENSORBOARD_DIRNAME = "tensorboard"
 RUN_FILE_NAMES = (CONFIG_NAME, ARGS_NAME, LOG_NAME, TRAIN_STATE_NAME, MODEL_WEIGHTS_NAME, BEST_WEIGHTS_NAME,
                   EMA_WEIGHTS_NAME)
 _PERIODIC_CHECKPOINT = re.compile(r"checkpoint_epoch\d+\.pth")
+_EVENTS_PATTERN = "events.out.tfevents.*"
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -38,7 +47,7 @@ def run_files(folder: Path) -> list[Path]:
     files = [path for path in folder.iterdir() if path.is_file() and is_run_file_name(path.name)]
     events = folder / TENSORBOARD_DIRNAME
     if events.is_dir():
-        files += [path for path in events.glob("events.out.tfevents.*") if path.is_file()]
+        files += [path for path in events.glob(_EVENTS_PATTERN) if path.is_file()]
     return sorted(files)
 
 
@@ -58,3 +67,53 @@ def check_not_a_run(folder: Path) -> None:
         names = ", ".join(str(path.relative_to(folder)) for path in found[:3]) + (", ..." if len(found) > 3 else "")
         raise ValueError(f"--store_dir {folder} already holds a run ({names}); pass --resume to continue it or "
                          f"--overwrite to replace it")
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Deletes the temporaries that writes of a killed run left (none is ever renamed into place later)."""
+    for path, target in atomic_write_leftovers(folder).items():
+        if is_run_file_name(target):
+            path.unlink(missing_ok=True)
+
+
+def read_log_rows(folder: Path, last_epoch: int) -> list[dict]:
+    """The rows of ``log.csv`` up to ``last_epoch``: the log of a training state saved without its rows."""
+    path = folder / LOG_NAME
+    return [row for row in read_csv(path) if int(row["epoch"]) <= last_epoch] if path.is_file() else []
+
+
+class RunLog:
+    """``log.csv`` and the TensorBoard scalars, one row per epoch.
+
+    Both are rebuilt from the rows of the training state at every start: rows of an epoch that never committed
+    are dropped, and rows that a kill kept from reaching the files are written again.
+    """
+
+    def __init__(self, folder: Path, rows: Sequence[Mapping]) -> None:
+        self.path = folder / LOG_NAME
+        self.rows = [dict(row) for row in rows]
+        events = folder / TENSORBOARD_DIRNAME
+        for path in events.glob(_EVENTS_PATTERN):
+            path.unlink()
+        self.writer = SummaryWriter(str(events))
+        for row in self.rows:
+            self._add_scalars(row)
+        self.writer.flush()
+        if self.rows:
+            write_csv(self.path, self.rows)
+        else:
+            self.path.unlink(missing_ok=True)
+
+    def _add_scalars(self, row: Mapping) -> None:
+        for key, value in row.items():
+            if key != "epoch" and value != "":
+                self.writer.add_scalar(key, float(value), int(row["epoch"]))
+
+    def append(self, row: Mapping) -> None:
+        self.rows.append(dict(row))
+        self._add_scalars(row)
+        self.writer.flush()
+        write_csv(self.path, self.rows)
+
+    def close(self) -> None:
+        self.writer.close()

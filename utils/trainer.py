@@ -21,7 +21,6 @@ from models.weights import MODEL_WEIGHTS_NAME, resolve_weights_path
 from .checkpoint import (
     BEST_WEIGHTS_NAME,
     TRAIN_STATE_NAME,
-    CsvLog,
     load_training_state,
     save_json,
     save_training_state,
@@ -32,7 +31,16 @@ from .checkpoint import (
 from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, subset_indices
 from .distributed import cleanup_distributed, setup_distributed, shard_indices
 from .engine import EpochIndexSampler, EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch
-from .run_folder import check_not_a_run, remove_run_files
+from .run_folder import (
+    ARGS_NAME,
+    EMA_WEIGHTS_NAME,
+    RunLog,
+    check_not_a_run,
+    checkpoint_name,
+    read_log_rows,
+    remove_run_files,
+    remove_stale_temporaries,
+)
 
 # A resumed run must rebuild the same network: these config entries have to agree.
 _RESUME_KEYS = ("backbone", "pool", "classes", "heads")
@@ -125,7 +133,7 @@ class Trainer:
         self.scheduler = self._build_scheduler()
         self.scaler = torch.amp.GradScaler("cuda") if args.amp == "fp16" and self.device.type == "cuda" else None
         self.ema = ModelEmaV3(self.model, decay=args.ema_decay) if args.ema else None
-        self.start_epoch, self.best_accuracy = 0, -math.inf
+        self.start_epoch, self.best_accuracy, self.log_rows = 0, -math.inf, []
         self._resume()
         self.ddp_model = self.model
         if self.env.is_distributed:
@@ -189,6 +197,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.start_epoch = state["epoch"]
         self.best_accuracy = state["best_accuracy"]
+        self.log_rows = state["log"] if "log" in state else read_log_rows(self.store_dir, self.start_epoch)
         if self.scheduler is not None:
             # timm schedules are functions of the epoch: re-planned from the flags, as timm's train.py does,
             # so a resumed run may also extend --epochs.
@@ -204,33 +213,36 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "epoch": epoch, "best_accuracy": self.best_accuracy, "config": self.config,
+            "epoch": epoch, "best_accuracy": self.best_accuracy, "config": self.config, "log": self.log_rows,
         }
 
-    def _save(self, epoch: int, improved: bool) -> None:
-        weights = self.model.state_dict()
-        save_training_state(self.store_dir / TRAIN_STATE_NAME, self._training_state(epoch))
+    def _save(self, epoch: int, improved: bool, run_log: RunLog) -> None:
+        """Every file of the epoch, then ``last.pth``, the commit point: a kill before it redoes the epoch,
+        so no due checkpoint, weights file or log row is skipped."""
+        state = self._training_state(epoch)
         if self.args.s_iterations and epoch % self.args.s_iterations == 0:
-            save_training_state(self.store_dir / f"checkpoint_epoch{epoch}.pth", self._training_state(epoch))
+            save_training_state(self.store_dir / checkpoint_name(epoch), state)
+        weights = self.model.state_dict()
         meta = {"epoch": epoch, "backbone": self.config["backbone"], "pool": self.config["pool"]}
         save_weights(self.store_dir / MODEL_WEIGHTS_NAME, weights, meta)
         if self.ema is not None:
-            save_weights(self.store_dir / "model_ema.safetensors", self.ema.module.state_dict(), meta)
+            save_weights(self.store_dir / EMA_WEIGHTS_NAME, self.ema.module.state_dict(), meta)
         if improved:
             save_weights(self.store_dir / BEST_WEIGHTS_NAME, weights, meta)
+        run_log.append(self.log_rows[-1])
+        save_training_state(self.store_dir / TRAIN_STATE_NAME, state)
 
     def fit(self) -> dict:
         args = self.args
-        writer = csv_log = None
+        run_log = None
         if self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
             if args.overwrite:
                 remove_run_files(self.store_dir)
             self.store_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.store_dir)
             save_json(self.store_dir / CONFIG_NAME, self.config)
-            save_yaml(self.store_dir / "args.yaml", vars(args))
-            writer = SummaryWriter(str(self.store_dir / "tensorboard"), purge_step=self.start_epoch + 1)
-            csv_log = CsvLog(self.store_dir / "log.csv", self.start_epoch)
+            save_yaml(self.store_dir / ARGS_NAME, vars(args))
+            run_log = RunLog(self.store_dir, self.log_rows)
             stream = self.model.num_stream_parameters()
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
             self.log(f"{args.model} pool={self.pool}: {trainable:,} trainable parameters "
@@ -239,15 +251,15 @@ class Trainer:
         summary = {}
         try:
             for epoch in range(self.start_epoch, args.epochs):
-                summary = self._run_epoch(epoch, writer, csv_log)
+                summary = self._run_epoch(epoch, run_log)
         finally:
-            if writer is not None:
-                writer.close()
+            if run_log is not None:
+                run_log.close()
             cleanup_distributed()
         self.log(f"run folder: {self.store_dir.resolve()}")
         return summary
 
-    def _run_epoch(self, epoch: int, writer, csv_log) -> dict:
+    def _run_epoch(self, epoch: int, run_log: Optional[RunLog]) -> dict:
         args = self.args
         # Re-seeding per epoch makes a resumed run draw exactly what the uninterrupted one drew.
         seed_everything(args.seed * 1000 + epoch * 10 + self.env.rank)
@@ -267,13 +279,9 @@ class Trainer:
         row = {"epoch": epoch + 1, "train_loss": round(train.loss, 6), "train_acc": round(train.accuracy, 4),
                "val_loss": round(val.loss, 6) if val else "", "val_acc": round(val.accuracy, 4) if val else "",
                "lr": self.optimizer.param_groups[0]["lr"], "images_per_s": round(train.throughput, 2)}
+        self.log_rows.append(row)
         if self.is_main:
-            self._save(epoch + 1, improved)
-            csv_log.append(row)
-            for key, value in row.items():
-                if key != "epoch" and value != "":
-                    writer.add_scalar(key, value, epoch + 1)
-            writer.flush()
+            self._save(epoch + 1, improved, run_log)
             val_text = f" | val loss {val.loss:.4f} acc {val.accuracy:.2f}%" if val else ""
             self.log(f"epoch {epoch + 1}/{args.epochs} | train loss {train.loss:.4f} acc {train.accuracy:.2f}%"
                      f"{val_text} | {train.throughput:.1f} img/s")
