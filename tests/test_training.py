@@ -336,6 +336,38 @@ def test_label_outside_classes(tmp_path, small_builtin):
     assert "labels.csv:3" in message and "--classes 6" in message
 
 
+def relabelled_list(path: Path, small_builtin: Path, labels: list[int]) -> Path:
+    """A list of the built-in training images with the given labels (line i+1 gets labels[i])."""
+    images = [line.rsplit(",", 1)[0] for line in (small_builtin / "train.csv").read_text().splitlines()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{image},{label}\n" for image, label in zip(images, labels)))
+    return path
+
+
+@pytest.mark.parametrize("bad_label", [9, -1])
+def test_label_outside_the_classes_of_classes_txt(tmp_path, small_builtin, bad_label):
+    """Without --classes, a classes.txt beside the list bounds the labels; negative labels are always refused."""
+    listing = relabelled_list(tmp_path / "lists" / "train.csv", small_builtin, [0, 1, 2, 3, 4, 5, 0, bad_label])
+    (listing.parent / "classes.txt").write_text((small_builtin / "classes.txt").read_text())
+    message = error_of([*TINY, "--root_data", str(small_builtin / "images"), "--path_list", str(listing),
+                        "--store_dir", str(tmp_path / "r")])
+    assert f"train.csv:8: label {bad_label} is" in message
+    assert ("classes.txt" if bad_label > 0 else "negative") in message
+
+
+def test_labels_without_class_names(tmp_path, small_builtin):
+    """No --classes and no classes.txt: labels must leave no class empty, and a validation label must be one of
+    the classes training builds."""
+    data = ["--root_data", str(small_builtin / "images"), "--store_dir", str(tmp_path / "r")]
+    gaps = relabelled_list(tmp_path / "gaps" / "train.csv", small_builtin, [0, 1, 2, 5, 0, 1, 2, 5])
+    message = error_of([*TINY, *data, "--path_list", str(gaps)])
+    assert "no sample has label 3, 4" in message and "--classes 6" in message
+    train_list = relabelled_list(tmp_path / "ok" / "train.csv", small_builtin, [0, 1, 2, 0, 1, 2])
+    val_list = relabelled_list(tmp_path / "ok" / "val.csv", small_builtin, [0, 1, 2, 3])
+    message = error_of([*TINY, *data, "--path_list", str(train_list), "--val_list", str(val_list)])
+    assert "val.csv:4: label 3 is outside [0, 3)" in message
+
+
 def test_corrupt_image(tmp_path, small_builtin):
     images = tmp_path / "images"
     images.mkdir()

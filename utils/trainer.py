@@ -28,7 +28,15 @@ from .checkpoint import (
     save_yaml,
     seed_everything,
 )
-from .data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, subset_indices
+from .data import (
+    CLASSES_FILENAME,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageDataset,
+    ListDataset,
+    build_dataset,
+    subset_indices,
+)
 from .distributed import cleanup_distributed, setup_distributed, shard_indices
 from .engine import EpochIndexSampler, EpochSeededDataset, build_criterion, build_mixup, evaluate, train_one_epoch
 from .run_folder import (
@@ -60,10 +68,13 @@ def _resolve_lists(args: argparse.Namespace) -> tuple[Optional[Path], Optional[P
     return _find_list(folder, _LIST_NAMES), args.val_list or _find_list(folder, _VAL_LIST_NAMES)
 
 
-def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_size: int):
-    """Train and validation datasets: the built-in set by default, else ``--root_data``/``--path_list``.
+def build_training_data(args: argparse.Namespace, mean, std, rank: int,
+                        world_size: int) -> tuple[EpochSeededDataset, Optional[Subset], int, Optional[list[str]]]:
+    """Train and validation datasets, the model's class count and the class names: the built-in set by default,
+    else ``--root_data``/``--path_list``.
 
-    Without a validation list, ``--val_split`` of the training list is held out (seeded).
+    Without a validation list, ``--val_split`` of the training list is held out (seeded). Every label of both
+    lists is checked against the class count here, so a bad one names its file and line before training starts.
     """
     if args.root_data is not None and not Path(args.root_data).is_dir():
         raise FileNotFoundError(f"--root_data {args.root_data} is not a folder")
@@ -72,6 +83,7 @@ def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_si
     train_set = build_dataset(args.root_data, train_list, train=True, scale=tuple(args.crop_scale), **common)
     if len(train_set) == 0:
         raise ValueError(f"--path_list {train_list} lists no images")
+    num_classes, classes_origin = _count_classes(args, train_set)
     if args.root_data is None or val_list is not None:
         val_root = args.val_root or args.root_data
         val_set = build_dataset(val_root, val_list, train=False, **common)
@@ -82,16 +94,41 @@ def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_si
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed)).tolist()
         held_out = int(round(len(order) * args.val_split))
         val_indices, train_indices = sorted(order[:held_out]), sorted(order[held_out:])
+    for dataset in (train_set, val_set):
+        _check_labels(dataset, num_classes, classes_origin)
     train_indices = [train_indices[i] for i in subset_indices(len(train_indices), args.fraction, args.seed)]
     train = EpochSeededDataset(Subset(train_set, train_indices), args.seed)
     # Each rank validates its own shard, without the padding a DistributedSampler would add.
     val = Subset(val_set, shard_indices(val_indices, rank, world_size)) if val_indices else None
-    return train, val, train_set
+    return train, val, num_classes, train_set.classes
 
 
-def _num_classes(args: argparse.Namespace, dataset) -> int:
-    inferred = max(dataset.targets) + 1
-    return args.classes or (len(dataset.classes) if dataset.classes else inferred)
+def _count_classes(args: argparse.Namespace, train_set: ImageDataset) -> tuple[int, str]:
+    """The model's class count, and where it comes from (for error messages)."""
+    if args.classes:
+        return args.classes, f"--classes {args.classes}"
+    if train_set.classes:
+        origin = train_set.list_file.parent / CLASSES_FILENAME if isinstance(train_set, ListDataset) \
+            else f"the class folders of {train_set.root}"
+        return len(train_set.classes), f"the {len(train_set.classes)} classes of {origin}"
+    labels = set(train_set.targets)
+    count = max(labels) + 1
+    empty = sorted(set(range(count)) - labels)
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        raise ValueError(f"{train_set.list_file}: no sample has label {shown}, so classes 0..{count - 1} would "
+                         f"include classes without data; pass --classes {count} if that is meant (or name the "
+                         f"classes in a {CLASSES_FILENAME} beside the list)")
+    return count, f"the {count} classes of the training labels (--classes sets more)"
+
+
+def _check_labels(dataset: ImageDataset, num_classes: int, classes_origin: str) -> None:
+    if not isinstance(dataset, ListDataset):
+        return  # image folders label by sub-folder: in range by construction
+    for label, line_number in zip(dataset.targets, dataset.line_numbers):
+        if label >= num_classes:
+            raise ValueError(f"{dataset.list_file}:{line_number}: label {label} is outside [0, {num_classes}) "
+                             f"for {classes_origin}")
 
 
 def _check_resume_config(saved: dict, config: dict, path: Path) -> None:
@@ -118,11 +155,10 @@ class Trainer:
         seed_everything(args.seed)
         backbone_name, self.pool = parse_model_name(args.model, args.pool)
         mean, std = _normalisation(args, backbone_name)
-        self.train_set, self.val_set, full_train = build_training_data(args, mean, std, self.env.rank,
-                                                                       self.env.world_size)
-        num_classes = _num_classes(args, full_train)
+        self.train_set, self.val_set, num_classes, class_names = build_training_data(
+            args, mean, std, self.env.rank, self.env.world_size)
         self.model = self._build_model(num_classes)
-        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, full_train.classes)
+        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, class_names)
         self.criterion = build_criterion(args.criterion, args.smoothing, args.mixup > 0 or args.cutmix > 0)
         self.mixup = build_mixup(args.mixup, args.cutmix, args.mixup_prob, args.mixup_switch_prob,
                                  args.smoothing, num_classes)
