@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--path_list", default=None,
                       help="training list (path,label per line) or a folder holding train.csv [and val.csv]; "
                            "without it --root_data must hold one sub-folder per class")
-    data.add_argument("--val_list", default=None, help="validation list (default: val.csv beside --path_list)")
+    data.add_argument("--val_list", default=None,
+                      help="validation list (default: val.csv or val.txt beside --path_list, a list file or a "
+                           "folder; without one, --val_split of the training list)")
     data.add_argument("--val_root", default=None, help="image root of --val_list (default: --root_data)")
     data.add_argument("--val_split", type=float, default=0.1,
                       help="fraction of the training list held out for validation when there is no validation "

@@ -20,6 +20,7 @@ from models import create_model
 from utils.checkpoint import atomic_write, load_training_state, save_training_state
 from utils.cli import load_trained_model
 from utils.engine import EpochStats
+from utils.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "resnet18", "--imsize", "32", "--batch_size", "16", "--workers", "0", "--fixed", "--seed", "3",
@@ -366,6 +367,19 @@ def test_labels_without_class_names(tmp_path, small_builtin):
     val_list = relabelled_list(tmp_path / "ok" / "val.csv", small_builtin, [0, 1, 2, 3])
     message = error_of([*TINY, *data, "--path_list", str(train_list), "--val_list", str(val_list)])
     assert "val.csv:4: label 3 is outside [0, 3)" in message
+
+
+def test_val_csv_beside_a_list_file_is_the_validation_list(tmp_path, small_builtin, capsys):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for name in ("train.csv", "val.csv", "classes.txt"):
+        (lists / name).write_bytes((small_builtin / name).read_bytes())
+    args = main_INets.build_parser().parse_args([
+        *TINY, "--root_data", str(small_builtin / "images"), "--path_list", str(lists / "train.csv"), "--heads", "1",
+        "--no-pretrained", "--store_dir", str(tmp_path / "r")])
+    trainer = Trainer(args)
+    assert (len(trainer.train_set), len(trainer.val_set)) == (120, 48)  # all of train.csv, all of val.csv
+    assert f"validation: list {lists / 'val.csv'}" in capsys.readouterr().out
 
 
 def test_corrupt_image(tmp_path, small_builtin):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -61,15 +62,32 @@ def _find_list(folder: Path, names: tuple[str, ...]) -> Optional[Path]:
 
 
 def _resolve_lists(args: argparse.Namespace) -> tuple[Optional[Path], Optional[Path]]:
-    """``--path_list`` may name a list file or a folder holding ``train.csv`` (and ``val.csv``)."""
-    if args.path_list is None or not Path(args.path_list).is_dir():
-        return args.path_list, args.val_list
-    folder = Path(args.path_list)
-    return _find_list(folder, _LIST_NAMES), args.val_list or _find_list(folder, _VAL_LIST_NAMES)
+    """The training and validation lists: ``--path_list`` names a list file (found in the working directory,
+    else under ``--root_data``) or a folder holding ``train.csv``; without ``--val_list``, a ``val.csv`` or
+    ``val.txt`` beside it is the validation list."""
+    if args.path_list is None:
+        return None, args.val_list
+    path = Path(args.path_list)
+    if path.is_dir():
+        return _find_list(path, _LIST_NAMES), args.val_list or _find_list(path, _VAL_LIST_NAMES)
+    if not path.is_file() and args.root_data is not None and (Path(args.root_data) / path).is_file():
+        path = Path(args.root_data) / path
+    beside = _find_list(path.parent, _VAL_LIST_NAMES) if path.is_file() else None
+    if beside is not None and beside.resolve() == path.resolve():
+        beside = None
+    return path, args.val_list or beside
 
 
-def build_training_data(args: argparse.Namespace, mean, std, rank: int,
-                        world_size: int) -> tuple[EpochSeededDataset, Optional[Subset], int, Optional[list[str]]]:
+@dataclass
+class TrainingData:
+    train: EpochSeededDataset
+    val: Optional[Subset]
+    num_classes: int
+    class_names: Optional[list[str]]
+    validation: str  # where the validation images come from, for the log
+
+
+def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_size: int) -> TrainingData:
     """Train and validation datasets, the model's class count and the class names: the built-in set by default,
     else ``--root_data``/``--path_list``.
 
@@ -89,18 +107,24 @@ def build_training_data(args: argparse.Namespace, mean, std, rank: int,
         val_set = build_dataset(val_root, val_list, train=False, **common)
         train_indices = list(range(len(train_set)))
         val_indices = list(range(len(val_set)))
+        validation = f"validation: list {val_set.list_file}" if isinstance(val_set, ListDataset) \
+            else f"validation: the image folder {val_set.root}"
     else:
         val_set = build_dataset(args.root_data, train_list, train=False, **common)
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed)).tolist()
         held_out = int(round(len(order) * args.val_split))
         val_indices, train_indices = sorted(order[:held_out]), sorted(order[held_out:])
+        source = train_list or args.root_data
+        validation = (f"validation: {held_out} images of {source} held out (--val_split {args.val_split}; no "
+                      f"--val_list, no val.csv or val.txt beside the training list)") if held_out else \
+            "validation: none (--val_split 0 and no validation list)"
     for dataset in (train_set, val_set):
         _check_labels(dataset, num_classes, classes_origin)
     train_indices = [train_indices[i] for i in subset_indices(len(train_indices), args.fraction, args.seed)]
     train = EpochSeededDataset(Subset(train_set, train_indices), args.seed)
     # Each rank validates its own shard, without the padding a DistributedSampler would add.
     val = Subset(val_set, shard_indices(val_indices, rank, world_size)) if val_indices else None
-    return train, val, num_classes, train_set.classes
+    return TrainingData(train, val, num_classes, train_set.classes, validation)
 
 
 def _count_classes(args: argparse.Namespace, train_set: ImageDataset) -> tuple[int, str]:
@@ -155,10 +179,11 @@ class Trainer:
         seed_everything(args.seed)
         backbone_name, self.pool = parse_model_name(args.model, args.pool)
         mean, std = _normalisation(args, backbone_name)
-        self.train_set, self.val_set, num_classes, class_names = build_training_data(
-            args, mean, std, self.env.rank, self.env.world_size)
+        data = build_training_data(args, mean, std, self.env.rank, self.env.world_size)
+        self.train_set, self.val_set, num_classes = data.train, data.val, data.num_classes
+        self.log(data.validation)
         self.model = self._build_model(num_classes)
-        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, class_names)
+        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, data.class_names)
         self.criterion = build_criterion(args.criterion, args.smoothing, args.mixup > 0 or args.cutmix > 0)
         self.mixup = build_mixup(args.mixup, args.cutmix, args.mixup_prob, args.mixup_switch_prob,
                                  args.smoothing, num_classes)
