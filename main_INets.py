@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip_grad", type=float, default=None, help="clip the gradient norm to this value")
     train.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     train.add_argument("--ema_decay", type=float, default=0.9998)
+    train.add_argument("--log_interval", type=int, default=50,
+                       help="when stderr is not a terminal (batch jobs): a plain line every N training steps "
+                            "instead of progress bars (0 = epoch lines only)")
 
     data = parser.add_argument_group("Data initialization")
     data.add_argument("--root_data", default=None, help="image root; default: the built-in generated dataset")

@@ -3,6 +3,7 @@ and one-line errors for bad input."""
 import csv
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -136,7 +137,8 @@ def test_killed_run_resumes_exactly_with_default_flags(tmp_path, builtin_flags):
     killed.communicate()
     assert load_training_state(killed_dir / "last.pth")["epoch"] == 1, "the kill did not land in epoch 2"
     finish(start_cli(*flags, "--store_dir", killed_dir, "--resume"))
-    finish(straight)
+    log = finish(straight)  # a pipe, not a terminal: plain lines (the last step of each epoch), no bars
+    assert not re.search(r"\r|\d+%\|", log) and re.search(r"^epoch 2 step 2/2 loss ", log, re.M)
     resumed, uninterrupted = weights(killed_dir), weights(tmp_path / "straight")
     assert resumed.keys() == uninterrupted.keys()
     assert [key for key in resumed if not torch.equal(resumed[key], uninterrupted[key])] == []
@@ -262,6 +264,18 @@ def test_mixup_warmup_ema_channels_last_and_yaml_config(tmp_path, builtin_flags)
     ema, model = load_file(str(run / "model_ema.safetensors")), weights(run)
     assert any(not torch.equal(ema[k], model[k]) for k in model)
     assert "mixup: 0.2" in (run / "args.yaml").read_text()
+
+
+def test_a_log_file_gets_plain_lines_not_progress_bars(tmp_path, builtin_flags, monkeypatch, capsys):
+    """stderr is a file, as in a batch job: no bar redraws anywhere, a plain line every --log_interval steps."""
+    with (tmp_path / "job.err").open("w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        train(tmp_path / "run", *builtin_flags, "--epochs", "1", "--fraction", "0.3", "--batch_size", "8",
+              "--log_interval", "2")
+    out = capsys.readouterr().out
+    assert not re.search(r"\r|\d+%\|", out + (tmp_path / "job.err").read_text())  # no bar, no redraw
+    assert re.findall(r"^epoch 1 step (\d+)/4 loss \d+\.\d{4} lr \d\.\d\de-\d\d$", out, re.M) == ["2", "4"]
+    assert re.search(r"^epoch 1/1 \| train loss", out, re.M)
 
 
 def test_unknown_config_key_is_refused(tmp_path):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import timm.optim
 import timm.scheduler
@@ -169,6 +170,8 @@ class Trainer:
         self.args = args
         self.env, self.device = setup_distributed(args.use_gpu)
         self.is_main = self.env.is_main
+        # progress bars belong on a terminal; batch jobs log to files (see _step_printer)
+        self.progress_bars = self.is_main and sys.stderr.isatty()
         self.store_dir = Path(args.store_dir)
         if not args.resume and not args.overwrite:
             # every rank checks before rank 0 writes anything (DDP's set-up below is the rendezvous)
@@ -266,8 +269,28 @@ class Trainer:
         self.log(f"resumed from {path} after epoch {self.start_epoch}")
 
     def log(self, message: str) -> None:
-        if self.is_main:
-            tqdm.write(message)
+        if self.progress_bars:
+            tqdm.write(message)  # above the bar, which it redraws
+        elif self.is_main:
+            print(message, flush=True)
+
+    def _step_printer(self, epoch: int) -> Optional[Callable[[int, float], None]]:
+        """Plain lines every ``--log_interval`` steps (and at the epoch's last) where there are no progress bars:
+        a log file would keep every redraw of a bar."""
+        interval, steps = self.args.log_interval, len(self.train_loader)
+        if self.progress_bars or not self.is_main or interval <= 0:
+            return None
+        losses = []
+
+        def print_step(global_step: int, loss: float) -> None:
+            step = global_step - epoch * steps + 1
+            losses.append(loss)
+            if step % interval == 0 or step == steps:
+                self.log(f"epoch {epoch + 1} step {step}/{steps} loss {sum(losses) / len(losses):.4f} "
+                         f"lr {self.optimizer.param_groups[0]['lr']:.2e}")
+                losses.clear()
+
+        return print_step
 
     def _training_state(self, epoch: int) -> dict:
         return {
@@ -328,11 +351,12 @@ class Trainer:
         train = train_one_epoch(
             self.ddp_model, self.train_loader, self.criterion, self.optimizer, self.device, epoch,
             scheduler=self.scheduler, mixup=self.mixup, amp=args.amp, scaler=self.scaler, clip_grad=args.clip_grad,
-            ema=self.ema, channels_last=args.channels_last, progress=self.is_main)
+            ema=self.ema, channels_last=args.channels_last, progress=self.progress_bars,
+            on_step=self._step_printer(epoch))
         if self.scheduler is not None:
             self.scheduler.step(epoch + 1)
         evaluated = self.ema.module if self.ema is not None else self.model
-        val = evaluate(evaluated, self.val_loader, self.device, args.amp, args.channels_last, self.is_main,
+        val = evaluate(evaluated, self.val_loader, self.device, args.amp, args.channels_last, self.progress_bars,
                        desc=f"epoch {epoch + 1} val") if self.val_loader is not None else None
         accuracy = val.accuracy if val is not None else train.accuracy
         improved = accuracy > self.best_accuracy
