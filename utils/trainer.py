@@ -159,7 +159,7 @@ def _check_labels(dataset: ImageDataset, num_classes: int, classes_origin: str) 
 def _check_resume_config(saved: dict, config: dict, path: Path) -> None:
     for key in _RESUME_KEYS:
         if saved.get(key) != config.get(key):
-            raise ValueError(f"--resume {path}: it was saved for {key}={saved.get(key)!r}, but this run has "
+            raise ValueError(f"--resume: {path} was saved for {key}={saved.get(key)!r}, but this run has "
                              f"{key}={config.get(key)!r}; use another --store_dir or the original flags")
 
 
@@ -242,12 +242,13 @@ class Trainer:
     def _resume(self) -> None:
         if not self.args.resume:
             return
+        # the folder's config.json (also left by a start killed before its first epoch committed) must describe
+        # this network, whichever state resumes: a new config.json never lands beside another network's weights
+        if (self.store_dir / CONFIG_NAME).is_file():
+            _check_resume_config(read_config(self.store_dir), self.config, self.store_dir / CONFIG_NAME)
         path = self.store_dir / TRAIN_STATE_NAME if self.args.resume == "auto" else Path(self.args.resume)
         if not path.exists():
             if self.args.resume == "auto":
-                # a start killed before its first epoch committed leaves config.json: it must describe this network
-                if (self.store_dir / CONFIG_NAME).is_file():
-                    _check_resume_config(read_config(self.store_dir), self.config, self.store_dir / CONFIG_NAME)
                 self.log(f"--resume: no {path} yet, starting from scratch")
                 return
             raise FileNotFoundError(f"--resume {path}: file not found")
