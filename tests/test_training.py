@@ -155,6 +155,8 @@ def test_a_run_folder_is_reused_only_on_purpose(tmp_path, builtin_flags, monkeyp
     run = tmp_path / "run"
     short = [*TINY, *builtin_flags, "--epochs", "1", "--fraction", "0.2", "--store_dir", str(run)]
     main_INets.main([*short, "--s_iterations", "1"])
+    gap_state = tmp_path / "gap_last.pth"
+    gap_state.write_bytes((run / "last.pth").read_bytes())
     (run / "notes.txt").write_text("not the run's")
     before = folder_bytes(run)
     message = error_of([*short, "--pool", "ca"])
@@ -179,8 +181,11 @@ def test_a_run_folder_is_reused_only_on_purpose(tmp_path, builtin_flags, monkeyp
     model, config = load_trained_model(str(run))
     assert config["pool"] == model.pool == "ca"
 
+    # --resume with pool gap: not the network of the folder's config.json, whichever state resumes
+    message = error_of([*short, "--resume", str(gap_state)])
+    assert "config.json" in message and "pool" in message
     (run / "last.pth").unlink()  # as if killed before its first epoch committed
-    message = error_of([*short, "--resume"])  # pool gap: not the network config.json describes
+    message = error_of([*short, "--resume"])
     assert "config.json" in message and "pool" in message
 
 
