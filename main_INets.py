@@ -48,13 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip_grad", type=float, default=None, help="clip the gradient norm to this value")
     train.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     train.add_argument("--ema_decay", type=float, default=0.9998)
+    train.add_argument("--log_interval", type=int, default=50,
+                       help="when stderr is not a terminal (batch jobs): a plain line every N training steps "
+                            "instead of progress bars (0 = epoch lines only)")
 
     data = parser.add_argument_group("Data initialization")
     data.add_argument("--root_data", default=None, help="image root; default: the built-in generated dataset")
     data.add_argument("--path_list", default=None,
                       help="training list (path,label per line) or a folder holding train.csv [and val.csv]; "
                            "without it --root_data must hold one sub-folder per class")
-    data.add_argument("--val_list", default=None, help="validation list (default: val.csv beside --path_list)")
+    data.add_argument("--val_list", default=None,
+                      help="validation list (default: val.csv or val.txt beside --path_list, a list file or a "
+                           "folder; without one, --val_split of the training list)")
     data.add_argument("--val_root", default=None, help="image root of --val_list (default: --root_data)")
     data.add_argument("--val_split", type=float, default=0.1,
                       help="fraction of the training list held out for validation when there is no validation "
@@ -63,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--crop_scale", type=float, nargs=2, default=(0.35, 1.0),
                       help="area range of the random resized crop (ImageNet recipes use 0.08 1.0; small objects "
                            "need a larger minimum so the crop keeps them)")
-    data.add_argument("--store_dir", default=None, help="run folder (default: runs/<model>_<pool>)")
+    data.add_argument("--store_dir", default=None,
+                      help="run folder (default: runs/<model>_<pool>); a folder that holds a run needs --resume or "
+                           "--overwrite")
+    data.add_argument("--overwrite", action="store_true",
+                      help="replace the run in --store_dir: its files are deleted first (other files stay)")
     data.add_argument("--batch_size", type=int, default=64, help="batch size per process")
     data.add_argument("--s_iterations", type=int, default=15, help="keep a checkpoint every N epochs")
     data.add_argument("--fraction", type=float, default=1.0, help="seeded random fraction of the training set")
@@ -93,6 +102,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.pretrained is None:
         from models import has_offline_weights
         args.pretrained = args.init_from is None and has_offline_weights(args.model)
+    if args.resume and args.overwrite:
+        raise SystemExit("error: --resume continues the run in --store_dir and --overwrite replaces it: give one")
     if not 0 <= args.val_split < 1:
         raise SystemExit(f"error: --val_split must be in [0, 1), got {args.val_split}")
     if args.store_dir is None:

@@ -20,7 +20,7 @@ step 120 $PY -m bench.bench_metrics --device cuda --images 64 --batch 2048 --amp
     --out "$OUT/metrics_gpu.json"
 step 60 $PY -m bench.bench_metrics --device cuda --images 16 --batch 2048 --amp bf16 --repeats 2 --protocol rise \
     --out "$OUT/metrics_gpu_rise.json"
-common=(--imsize 96 --epochs 3 --workers 4 --use_gpu --amp bf16 --channels_last)
+common=(--imsize 96 --epochs 3 --workers 4 --use_gpu --amp bf16 --channels_last --overwrite)
 step 120 torchrun --nproc_per_node 1 main_INets.py "${common[@]}" --store_dir "$RUN/gap"
 step 120 torchrun --nproc_per_node 1 main_INets.py "${common[@]}" --pool ca --freeze --init_from "$RUN/gap" \
     --lr 3e-3 --store_dir "$RUN/ca"

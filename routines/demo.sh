@@ -8,9 +8,9 @@ OUT=${OUT:-runs/demo}
 IMSIZE=${IMSIZE:-128}
 EPOCHS=${EPOCHS:-4}
 
-python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --store_dir "$OUT/gap"
-python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --pool ca --freeze --init_from "$OUT/gap" \
-    --lr 3e-3 --store_dir "$OUT/ca"
+python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --overwrite --store_dir "$OUT/gap"
+python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --overwrite --pool ca --freeze \
+    --init_from "$OUT/gap" --lr 3e-3 --store_dir "$OUT/ca"
 python recognition_imagenet.py --state_root "$OUT/gap" --store_dir "$OUT/eval_gap" --salient \
     --method gradcam gradcam++ --fraction 0.25 --workers 0
 python recognition_imagenet.py --state_root "$OUT/ca" --store_dir "$OUT/eval_ca" --salient \

@@ -79,6 +79,8 @@ def test_sbatch_scripts_pass_flags_main_accepts(script, tmp_path):
     assert args.resume == "auto" and args.epochs == 3
     assert args.use_gpu == (script != "builtin")
     assert (args.root_data is None) == (script == "builtin")
+    if script == "builtin":  # fine-tunes the packaged ImageNet weights (--pretrained's default), as the default job
+        assert args.model == "tf_efficientnet_lite0" and args.pretrained is None and args.init_from is None
 
 
 def test_srun_tasks_agree_on_rank_and_rendezvous(cluster, tmp_path):

@@ -1,17 +1,12 @@
-"""Run folders and checkpoints: atomic writes, safe loading, exact resume.
-
-A run folder holds ``config.json`` (how to rebuild the model and its preprocessing), ``model.safetensors``
-(the latest weights), ``model_best.safetensors`` (best validation accuracy), ``last.pth`` (the whole
-training state, loadable with ``weights_only=True``), ``checkpoint_epoch<N>.pth`` every ``--s_iterations``
-epochs, ``args.yaml``, ``log.csv`` and TensorBoard events.
-"""
+"""Checkpoints: atomic writes, safe loading, seeding for exact resume (the run folder's layout:
+``utils/run_folder.py``)."""
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -24,6 +19,9 @@ from safetensors.torch import save as safetensors_bytes
 PathLike = Union[str, Path]
 TRAIN_STATE_NAME = "last.pth"
 BEST_WEIGHTS_NAME = "model_best.safetensors"
+_TEMPORARY_SUFFIX = ".tmp"
+# mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix
+_TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}" + re.escape(_TEMPORARY_SUFFIX))
 
 
 def current_umask() -> int:
@@ -35,10 +33,10 @@ def current_umask() -> int:
 
 def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Writes through a temporary file in the same folder, then renames it over ``path``: a run killed
-    mid-write leaves the previous file intact."""
+    mid-write leaves the previous file intact (and the temporary, see :func:`atomic_write_leftovers`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -64,6 +62,20 @@ def ensure_writable_dir(path: PathLike, flag: str) -> Path:
     except OSError as error:
         raise OSError(f"{flag} {path} is not a writable folder: {error.strerror or error}") from None
     return path
+
+
+def atomic_write_leftovers(folder: PathLike) -> dict[Path, str]:
+    """Temporaries that :func:`atomic_write` left in ``folder`` when its process was killed, with the name of
+    the file each was meant to become."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    leftovers = {}
+    for path in folder.iterdir():
+        match = _TEMPORARY_NAME.fullmatch(path.name)
+        if match and path.is_file():
+            leftovers[path] = match.group("target")
+    return leftovers
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
@@ -107,24 +119,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-class CsvLog:
-    """Appends one row per epoch to ``log.csv``; a resumed run drops rows past the resumed epoch."""
-
-    def __init__(self, path: PathLike, resume_epoch: int = 0) -> None:
-        self.path = Path(path)
-        rows = []
-        if resume_epoch and self.path.exists():
-            with self.path.open(newline="") as file:
-                rows = [row for row in csv.DictReader(file) if int(row["epoch"]) <= resume_epoch]
-        self.rows: list[dict] = rows
-
-    def append(self, row: dict) -> None:
-        self.rows.append(row)
-        fields = list(dict.fromkeys(k for r in self.rows for k in r))
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, text.getvalue())

@@ -179,7 +179,8 @@ class ListDataset(ImageDataset):
     """Images listed in a list file, loaded from ``root / relative_path``.
 
     Everything that can be checked without decoding images is checked on construction, so a wrong
-    ``--root_data``/``--path_list``/``--classes`` fails at start-up with the offending file and line.
+    ``--root_data``/``--path_list``/``--classes`` or a negative label fails at start-up with the offending file
+    and line (``line_numbers`` keeps each sample's line for later checks).
     """
 
     def __init__(
@@ -193,14 +194,17 @@ class ListDataset(ImageDataset):
         root = _require_dir(root, "image root")
         self.list_file = Path(list_file)
         rows = _parse_list_file(self.list_file)
-        if num_classes is not None:
-            for _, label, line_number in rows:
-                if not 0 <= label < num_classes:
-                    raise ValueError(
-                        f"{self.list_file}:{line_number}: label {label} is outside [0, {num_classes}) "
-                        f"for --classes {num_classes}")
+        for _, label, line_number in rows:
+            if label < 0:
+                raise ValueError(f"{self.list_file}:{line_number}: label {label} is negative; labels are class "
+                                 f"indices 0, 1, 2, ...")
+            if num_classes is not None and label >= num_classes:
+                raise ValueError(
+                    f"{self.list_file}:{line_number}: label {label} is outside [0, {num_classes}) "
+                    f"for --classes {num_classes}")
         _check_images_exist(root, [p for p, _, _ in rows], str(self.list_file))
         super().__init__(root, [(p, label) for p, label, _ in rows], transform, classes)
+        self.line_numbers = [line_number for _, _, line_number in rows]
 
 
 class ImageFolderDataset(ImageDataset):

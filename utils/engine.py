@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
 from timm.data import Mixup
 from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from .distributed import all_reduce_sum
@@ -22,25 +22,46 @@ AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class EpochSeededDataset(Dataset):
     """Draws each sample's augmentation from a generator seeded by (seed, epoch, index).
 
-    So the augmented batch a step sees does not depend on the number of processes or loader workers,
-    and a resumed run replays exactly the augmentations of an uninterrupted one.
+    Items are asked for as ``(epoch, index)`` pairs (:class:`EpochIndexSampler`), so the augmented batch a step
+    sees does not depend on the number of processes or loader workers, and a resumed run replays exactly the
+    augmentations of an uninterrupted one.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset = dataset
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item: tuple[int, int]):
+        epoch, index = item
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
             return self.dataset[index]
+
+
+class EpochIndexSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)`` for each index of ``sampler``, built in the main process.
+
+    The epoch must travel with the indices: persistent loader workers hold their own copy of the dataset, which
+    never sees an epoch set in the main process after they started.
+    """
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, index) for index in self.sampler)
 
 
 def build_criterion(name: str, smoothing: float, mixup_active: bool) -> nn.Module:

@@ -82,7 +82,8 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
     }
     for pool, command in steps.items():
         if args.fresh or not (folder / pool / "model.safetensors").is_file():
-            run(command, folder / "logs" / f"train_{pool}.log")
+            # an interrupted training continues (--fresh has emptied the folder already)
+            run([*command, "--resume"], folder / "logs" / f"train_{pool}.log")
     results = {}
     for pool in ("gap", "ca"):
         methods = [m for m in args.methods if pool == "ca" or not m.startswith("attention")]
