@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.cli import add_config_argument, add_model_arguments, error_line, parse_args
-from utils.engine import AMP_DTYPES, CRITERIA
+from utils.runtime.cli import add_config_argument, add_model_arguments, error_line, parse_args
+from utils.runtime.forward import AMP_DTYPES
+from utils.training.recipe import CRITERIA, SCHEDULES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--use_gpu", action="store_true", help="train on CUDA (cuda:LOCAL_RANK under DDP)")
     train.add_argument("--resume", nargs="?", const="auto", default=None,
                        help="continue from STORE_DIR/last.pth (or the given file); starts fresh if none exists")
-    train.add_argument("--sched", choices=("multistep", "step", "cosine", "none"), default="cosine",
+    train.add_argument("--sched", choices=SCHEDULES, default="cosine",
                        help="multistep/step as the reference's ResNet recipe, or cosine")
     train.add_argument("--milestones", type=int, nargs="+", default=[30, 60, 90], help="multistep decay epochs")
     train.add_argument("--decay_epochs", type=float, default=30, help="step scheduler period")
@@ -108,7 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise SystemExit(f"error: --val_split must be in [0, 1), got {args.val_split}")
     if args.store_dir is None:
         args.store_dir = f"runs/{args.model}_{args.pool or 'gap'}"
-    from utils.trainer import Trainer  # after parsing, so --help stays fast
+    from utils.training.trainer import Trainer  # after parsing, so --help stays fast
     try:
         return Trainer(args).fit()
     except (ValueError, OSError) as error:

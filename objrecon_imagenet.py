@@ -18,11 +18,11 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from utils.cli import add_config_argument, error_line, parse_args
 from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
 from utils.evaluation.saved_maps import DEFAULT_METHOD
 from utils.explain import ENGINES
 from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
+from utils.runtime.cli import add_config_argument, error_line, parse_args
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.cli import add_config_argument, error_line, parse_args
 from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
 from utils.explain import ENGINES
+from utils.runtime.cli import add_config_argument, error_line, parse_args
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from utils.checkpoint import save_json
 from utils.faithfulness import blur, causal_metric, get_protocol, pixel_rank, prepare_saliency
 from utils.runtime.forward import ForwardSettings
+from utils.runtime.io import save_json
 
 
 class PeakMemory:

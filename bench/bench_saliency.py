@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 from models import create_model
-from utils.checkpoint import save_json
 from utils.explain import FAST_VARIANTS, available_methods, create_saliency
+from utils.runtime.io import save_json
 
 # one forward (or more) per channel of the target layer: 2048 for ResNet-50
 PER_CHANNEL_METHODS = ("scorecam", "ablationcam", "sess")

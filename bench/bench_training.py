@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from models import create_model
-from utils.checkpoint import save_json
-from utils.engine import autocast
+from utils.runtime.forward import ForwardSettings
+from utils.runtime.io import save_json
 
 # name: (pool, frozen backbone, channels_last, amp)
 CONFIGS = {
@@ -49,12 +49,13 @@ def build_step(name: str, model_name: str, imsize: int, batch: int, classes: int
     model.train()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    forward = ForwardSettings(amp=amp)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     images = torch.randn(batch, 3, imsize, imsize, device=device).contiguous(memory_format=memory_format)
     targets = torch.randint(0, classes, (batch,), device=device)
 
     def step() -> None:
-        with autocast(device, amp):
+        with forward.autocast(device):
             logits = model(images)
         loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,6 @@
 """CA-Stream models: ``create_model`` builds a timm CNN with a ``gap``, ``ca`` or ``ca_last`` pooling head."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -27,7 +26,6 @@ _POOL_SUFFIXES = {"_stream": "ca", "_final": "ca_last", "_gap": "gap"}
 _PACKAGED_WEIGHTS = ("tf_efficientnet_lite0", "efficientnet_lite0")
 # the packaged EfficientNet-Lite0 weights are TF-ported: they expect inputs in [-1, 1]
 _PACKAGED_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-CONFIG_NAME = "config.json"
 
 
 def parse_model_name(name: str, pool: Optional[str] = None) -> tuple[str, str]:
@@ -125,20 +123,10 @@ def create_model_from_config(config: dict) -> CAStreamClassifier:
                         heads=config.get("heads", 1))
 
 
-def read_config(run_dir: Union[str, Path]) -> dict:
-    path = Path(run_dir) / CONFIG_NAME
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: --state_root must be a run folder of main_INets.py") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-
-
 __all__ = [
     "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "LoadReport", "POOL_TYPES", "SUPPORTED_BACKBONES",
     "create_model", "create_model_from_config", "data_config", "default_cam_target_layer", "default_stream_taps",
     "efficientnet_lite0_state_dict", "has_offline_weights", "load_backbone_weights", "load_model_weights",
     "model_config",
-    "parse_model_name", "read_config", "read_state_dict",
+    "parse_model_name", "read_state_dict",
 ]

@@ -13,12 +13,13 @@ from typing import Mapping, Union
 import torch
 import torch.nn as nn
 
+from utils.runtime.layout import RunFolder
+
 StateDict = dict[str, torch.Tensor]
 WeightsSource = Union[str, Path, Mapping[str, torch.Tensor]]
 
 # Keys under which checkpoints of this project, timm, torchvision and the reference keep the weights.
 _NESTED_KEYS = ("model", "state_dict", "model_sdict", "model_state", "module")
-MODEL_WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -46,7 +47,7 @@ def resolve_weights_path(path: Union[str, Path]) -> Path:
     """A weights file, or the ``model.safetensors`` of a run folder."""
     path = Path(path)
     if path.is_dir():
-        path = path / MODEL_WEIGHTS_NAME
+        path = RunFolder(path).weights
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     return path

@@ -19,14 +19,14 @@ import traceback
 from pathlib import Path
 
 import main_INets
-import utils.trainer
+import utils.training.trainer
 
 
 def _attempt(argv: list[str], visited: set[str], report_fd: int) -> None:
     """The child: trains, and dies at the first point not visited yet (reported through ``report_fd``)."""
     replace = os.replace
     phase = ["start"]
-    train_one_epoch = utils.trainer.train_one_epoch
+    train_one_epoch = utils.training.trainer.train_one_epoch
 
     def train_and_note_epoch(*args, **kwargs):
         phase[0] = f"epoch {kwargs.get('epoch', args[5]) + 1}"
@@ -44,7 +44,7 @@ def _attempt(argv: list[str], visited: set[str], report_fd: int) -> None:
         die_if_new(f"after {where}")
 
     os.replace = replace_or_die
-    utils.trainer.train_one_epoch = train_and_note_epoch
+    utils.training.trainer.train_one_epoch = train_and_note_epoch
     main_INets.main(argv)
 
 

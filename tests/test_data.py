@@ -61,7 +61,8 @@ def builtin_root(tmp_path_factory) -> Path:
 def test_read_list_file_formats(tmp_path, text):
     path = tmp_path / "list.csv"
     path.write_text(text)
-    assert read_list_file(path) == [("a/x.png", 0), ("b/y.png", 3)]
+    assert [(row.path, row.label) for row in read_list_file(path)] == [("a/x.png", 0), ("b/y.png", 3)]
+    assert [row.line for row in read_list_file(path)][-1] == text.rstrip("\n").count("\n") + 1
 
 
 @pytest.mark.parametrize("bad_row", ["foo.jpg,abc", "foo.jpg", ",3", "foo.jpg 1.5"])
@@ -178,22 +179,22 @@ def test_builtin_layout_and_lists(builtin_root):
     assert read_class_names(builtin_root / "classes.txt") == list(BUILTIN_CLASSES)
     train = read_list_file(builtin_root / "train.csv")
     val = read_list_file(builtin_root / "val.csv")
-    assert Counter(label for _, label in train) == {c: 3 for c in range(6)}
-    assert Counter(label for _, label in val) == {c: 2 for c in range(6)}
-    assert not {p for p, _ in train} & {p for p, _ in val}
+    assert Counter(row.label for row in train) == {c: 3 for c in range(6)}
+    assert Counter(row.label for row in val) == {c: 2 for c in range(6)}
+    assert not {row.path for row in train} & {row.path for row in val}
     dataset = ListDataset(builtin_root / IMAGES_DIRNAME, builtin_root / "val.csv", build_transform(32), 6)
     image, label = dataset[3]
     assert image.shape == (3, 32, 32) and label == val[3][1]
     # images/train is also a valid class-folder tree with the same labels
     folder = ImageFolderDataset(builtin_root / IMAGES_DIRNAME / "train")
     assert folder.classes == sorted(BUILTIN_CLASSES) and len(folder) == len(train)
-    csv_labels = dict(train)
+    csv_labels = {row.path: row.label for row in train}
     for rel_path, label in folder.samples:
         assert csv_labels[f"train/{rel_path}"] == BUILTIN_CLASSES.index(folder.classes[label])
 
 
 def test_builtin_masks_align_with_objects(builtin_root):
-    for rel_path, _ in read_list_file(builtin_root / "val.csv"):
+    for rel_path, _, _ in read_list_file(builtin_root / "val.csv"):
         image = np.asarray(Image.open(builtin_root / IMAGES_DIRNAME / rel_path), dtype=np.float64)
         mask = load_mask(builtin_root, rel_path)
         assert mask.shape == image.shape[:2] and mask.dtype == bool
@@ -216,7 +217,7 @@ def test_builtin_masks_align_with_objects(builtin_root):
 def test_builtin_deterministic(tmp_path, builtin_root):
     same = ensure_builtin_dataset(tmp_path / "same", seed=0, **SMALL)
     other = ensure_builtin_dataset(tmp_path / "other", seed=1, **SMALL)
-    names = [p for p, _ in read_list_file(builtin_root / "val.csv")[:4]]
+    names = [row.path for row in read_list_file(builtin_root / "val.csv")[:4]]
     for name in names:
         for sub in ("images", "masks"):
             assert (same / sub / name).read_bytes() == (builtin_root / sub / name).read_bytes()
@@ -253,7 +254,7 @@ def test_builtin_refuses_foreign_folder_and_cleans_up(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("utils.data._save_png", fail)
+    monkeypatch.setattr("utils.data.builtin.save_png", fail)
     with pytest.raises(KeyboardInterrupt):
         ensure_builtin_dataset(tmp_path / "new", **SMALL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
@@ -283,7 +284,7 @@ def test_build_dataset_sources(tmp_path, monkeypatch, builtin_root):
     write_png(tmp_path / "folders" / "b" / "1.png")
     assert build_dataset(tmp_path / "folders", None, imsize=16, train=True).classes == ["b"]
     # nothing given: the built-in dataset (here the small one, to stay fast)
-    monkeypatch.setattr("utils.data.ensure_builtin_dataset", lambda seed: builtin_root)
+    monkeypatch.setattr("utils.data.datasets.ensure_builtin_dataset", lambda seed: builtin_root)
     val = build_dataset(None, None, imsize=16, train=False, num_classes=6)
     assert val.classes == list(BUILTIN_CLASSES) and len(val) == 12 and val.root == builtin_root / IMAGES_DIRNAME
 
@@ -312,9 +313,9 @@ def test_check_indexes():
 def test_imagenet_val_list():
     rows = read_list_file(REPO / "data" / "imagenet_val.csv")
     assert len(rows) == 50_000
-    assert [label for _, label in rows[:5]] == [65, 970, 230, 809, 516]
+    assert [label for _, label, _ in rows[:5]] == [65, 970, 230, 809, 516]
     assert rows[0][0] == "ILSVRC2012_val_00000001.JPEG" and rows[-1][0] == "ILSVRC2012_val_00050000.JPEG"
-    assert set(Counter(label for _, label in rows).values()) == {50} and len({label for _, label in rows}) == 1000
+    assert set(Counter(label for _, label, _ in rows).values()) == {50} and len({label for _, label, _ in rows}) == 1000
 
 
 def test_imagenet_val_list_regenerates_identically(tmp_path):
@@ -336,9 +337,9 @@ def test_mit67_converter(tmp_path):
     result = run_mit(tmp_path, "kitchen/k1.jpg\r\nbakery/b1.jpg\nairport_inside/a1.jpg\nkitchen/k2.jpg",
                      "bakery/b2.jpg\nairport_inside/a2.jpg\nkitchen/k3.jpg\n")
     assert result.returncode == 0, result.stderr
-    assert read_list_file(tmp_path / "out" / "MIT_train.csv") == [
+    assert [row[:2] for row in read_list_file(tmp_path / "out" / "MIT_train.csv")] == [
         ("kitchen/k1.jpg", 2), ("bakery/b1.jpg", 1), ("airport_inside/a1.jpg", 0), ("kitchen/k2.jpg", 2)]
-    assert read_list_file(tmp_path / "out" / "MIT_val.csv") == [
+    assert [row[:2] for row in read_list_file(tmp_path / "out" / "MIT_val.csv")] == [
         ("bakery/b2.jpg", 1), ("airport_inside/a2.jpg", 0), ("kitchen/k3.jpg", 2)]
 
 
@@ -361,7 +362,7 @@ def test_fashion_mnist_export(tmp_path):
     root = prepare_fashion_mnist(tmp_path / "fm", train_per_class=2, val_per_class=1, seed=0, imsize=32)
     assert read_class_names(root / "classes.txt") == list(FASHION_MNIST_CLASSES)
     train = read_list_file(root / "train.csv")
-    assert Counter(label for _, label in train) == {c: 2 for c in range(10)}
+    assert Counter(label for _, label, _ in train) == {c: 2 for c in range(10)}
     dataset = ListDataset(root / IMAGES_DIRNAME, root / "val.csv", num_classes=10)
     assert len(dataset) == 10
     image, _ = dataset[0]

@@ -1,4 +1,4 @@
-"""utils.distributed: launcher detection from hand-made environments, and sharding/gathering
+"""utils.runtime.distributed: launcher detection from hand-made environments, and sharding/gathering
 with two real gloo processes on the CPU."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from utils import distributed as D
-from utils.distributed import DistributedConfigError, DistributedEnv, detect_environment, shard_indices
+from utils.runtime import distributed as D
+from utils.runtime.distributed import DistributedConfigError, DistributedEnv, detect_environment, shard_indices
 
 SLURM_STEP = {
     "SLURM_JOB_ID": "1234", "SLURM_JOB_NODELIST": "node[01-02]", "SLURM_NTASKS": "4",
@@ -112,8 +112,7 @@ def test_shard_indices_strided():
 def test_single_process_helpers_are_no_ops():
     env, device = D.setup_distributed(use_gpu=False, environ={})
     assert env == DistributedEnv() and device == torch.device("cpu")
-    assert (D.get_rank(), D.get_world_size(), D.is_main_process()) == (0, 1, True)
-    D.barrier()
+    assert (D.get_rank(), D.get_world_size()) == (0, 1)
     t = torch.ones(3)
     assert D.all_reduce_sum(t) is t and t.tolist() == [1, 1, 1]
     assert D.reduce_metrics({"b": 2, "a": 1.5}) == {"a": 1.5, "b": 2.0}
@@ -150,7 +149,7 @@ def _worker(local_rank: int, world: int, port: int, out_dir: str) -> None:
     env, device = D.setup_distributed(use_gpu=False, timeout=datetime.timedelta(seconds=60))
     try:
         result: dict = {"env": [env.rank, env.world_size, env.launcher], "device": str(device),
-                        "rank": D.get_rank(), "world": D.get_world_size(), "main": D.is_main_process()}
+                        "rank": D.get_rank(), "world": D.get_world_size(), "main": D.get_rank() == 0}
         mine = shard_indices(range(N_ITEMS))
         result["shard"] = mine
         result["objects"] = D.gather_in_order([f"item{i}" for i in mine], mine)
@@ -166,7 +165,6 @@ def _worker(local_rank: int, world: int, port: int, out_dir: str) -> None:
         result["objects_empty_shard"] = D.gather_in_order(["three"] * len(one), one)
         result["sum"] = D.all_reduce_sum(torch.tensor([float(env.rank + 1)])).tolist()
         result["metrics"] = D.reduce_metrics({"correct": len(mine), "count": 2.5})
-        D.barrier()
     finally:
         D.cleanup_distributed()
     Path(out_dir, f"rank{local_rank}.json").write_text(json.dumps(result))

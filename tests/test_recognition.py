@@ -15,13 +15,12 @@ import pytest
 import torch
 
 import recognition_imagenet
-from models import CONFIG_NAME, create_model, data_config, model_config
-from models.weights import MODEL_WEIGHTS_NAME
+from models import create_model, data_config, model_config
 from tests.helpers import read_maps
-from utils.checkpoint import save_json, save_weights
 from utils.data import build_dataset, read_list_file, subset_indices
 from utils.evaluation.model import load_trained_model
 from utils.evaluation.rows import evaluated_indices, parse_indexes
+from utils.runtime.layout import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["gradcam", "attention", "attention_mean", "random"]
@@ -300,8 +299,9 @@ def test_plain_model_name_keeps_the_runs_pooling_and_a_suffix_overrides_it(tmp_p
     """The README passes ``--model resnet18`` with a CA run folder: that must rebuild the CA model, not a GAP one;
     ``resnet18_final`` asks for a different head explicitly (and then the stream weights do not fit)."""
     model = create_model("resnet18", pool="ca", num_classes=3)
-    save_weights(tmp_path / MODEL_WEIGHTS_NAME, model.state_dict())
-    save_json(tmp_path / CONFIG_NAME, model_config(model, "resnet18", 32, *data_config("resnet18")))
+    run = RunFolder(tmp_path)
+    run.save_weights(run.weights, model.state_dict(), {})
+    run.save_config(model_config(model, "resnet18", 32, *data_config("resnet18")))
     rebuilt, config = load_trained_model(str(tmp_path), "resnet18")
     assert config["pool"] == "ca" and rebuilt.pool == "ca"
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))

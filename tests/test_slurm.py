@@ -88,7 +88,7 @@ def test_srun_tasks_agree_on_rank_and_rendezvous(cluster, tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(textwrap.dedent(f"""
         import dataclasses, datetime, json, os, torch
-        from utils.distributed import all_reduce_sum, cleanup_distributed, setup_distributed
+        from utils.runtime.distributed import all_reduce_sum, cleanup_distributed, setup_distributed
         env, device = setup_distributed(use_gpu=False, timeout=datetime.timedelta(seconds=60))
         total = all_reduce_sum(torch.tensor([env.rank + 1.0])).item()
         cleanup_distributed()

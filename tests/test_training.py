@@ -16,12 +16,12 @@ import torch
 from safetensors.torch import load_file
 
 import main_INets
-import utils.trainer
+import utils.training.trainer
 from models import create_model
-from utils.checkpoint import atomic_write, load_training_state, save_training_state
-from utils.cli import load_trained_model
-from utils.engine import EpochStats
-from utils.trainer import Trainer
+from utils.evaluation.model import load_trained_model
+from utils.runtime.io import atomic_write, load_training_state, save_training_state
+from utils.training.loops import EpochStats
+from utils.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "resnet18", "--imsize", "32", "--batch_size", "16", "--workers", "0", "--fixed", "--seed", "3",
@@ -92,7 +92,7 @@ def training_batches(monkeypatch, store_dir: Path, data_flags: list[str], worker
         seen.append(torch.cat([images for images, _ in loader]))
         return EpochStats(loss=0.0, accuracy=0.0, images=len(seen[-1]), seconds=1.0)
 
-    monkeypatch.setattr(utils.trainer, "train_one_epoch", record)
+    monkeypatch.setattr(utils.training.trainer, "train_one_epoch", record)
     # 24 images in batches of 8: no batch is dropped, so every epoch sees every image
     train(store_dir, *data_flags, "--epochs", "2", "--fraction", "0.2", "--batch_size", "8", "--workers", str(workers))
     return seen
@@ -322,7 +322,7 @@ def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path):
 def test_killed_writer_process_leaves_a_loadable_checkpoint(tmp_path):
     path = tmp_path / "last.pth"
     writer = ("import torch\n"
-              "from utils.checkpoint import save_training_state\n"
+              "from utils.runtime.io import save_training_state\n"
               "big = torch.randn(4_000_000)\n"
               "for epoch in range(1, 10_000):\n"
               "    save_training_state(%r, {'epoch': epoch, 'weights': big})\n") % str(path)

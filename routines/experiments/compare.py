@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.checkpoint import atomic_write_text, save_json
 from utils.evaluation.plots import save_curve_panels
 from utils.faithfulness import CURVE_METRICS, metric
-from utils.runtime.layout import write_csv
+from utils.runtime.io import atomic_write_text, save_json, write_csv
+from utils.runtime.layout import EvaluationFolder, RunFolder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
                "--init_from", str(folder / "gap"), "--lr", str(args.stream_lr), "--store_dir", str(folder / "ca")],
     }
     for pool, command in steps.items():
-        if args.fresh or not (folder / pool / "model.safetensors").is_file():
+        if args.fresh or not RunFolder(folder / pool).weights.is_file():
             # an interrupted training continues (--fresh has emptied the folder already)
             run([*command, "--resume"], folder / "logs" / f"train_{pool}.log")
     results = {}
@@ -95,18 +95,18 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
         for name, (group, fraction) in groups.items():
             if not group:
                 continue
-            evaluation = folder / name
-            if args.fresh or not (evaluation / "classification.json").is_file():
-                run(["recognition_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
+            evaluation = EvaluationFolder(folder / name)
+            if args.fresh or not evaluation.classification.is_file():
+                run(["recognition_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation.path),
                      "--batch_size", str(args.batch_size), "--fraction", str(fraction), "--seed", "0",
                      "--salient", "--method", *group, "--n_overlays", "8", "--workers", "0", "--channels_last",
-                     *eval_data], evaluation / "recognition.log")
-            if args.fresh or not (evaluation / "summary.json").is_file():
-                run(["objrecon_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation),
+                     *eval_data], evaluation.path / "recognition.log")
+            if args.fresh or not evaluation.summary.is_file():
+                run(["objrecon_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation.path),
                      "--batch_size", str(args.batch_size), "--method", *group, "--label", pool, "--channels_last",
-                     *eval_data], evaluation / "objrecon.log")
-            classification = json.loads((evaluation / "classification.json").read_text())
-            summary = json.loads((evaluation / "summary.json").read_text())
+                     *eval_data], evaluation.path / "objrecon.log")
+            classification = json.loads(evaluation.classification.read_text())
+            summary = json.loads(evaluation.summary.read_text())
             if name == f"eval_{pool}":
                 results[pool]["accuracy"] = classification["top1"]
                 results[pool]["protocol"] = summary["protocol"]

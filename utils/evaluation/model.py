@@ -4,17 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from models import (
-    CONFIG_NAME,
-    create_model,
-    create_model_from_config,
-    data_config,
-    load_model_weights,
-    parse_model_name,
-    read_config,
-)
+from models import create_model, create_model_from_config, data_config, load_model_weights, parse_model_name
 from models.classifier import CAStreamClassifier
-from models.weights import MODEL_WEIGHTS_NAME, resolve_weights_path
+from models.weights import resolve_weights_path
+from utils.runtime.layout import RunFolder
 
 
 def load_trained_model(
@@ -35,8 +28,9 @@ def load_trained_model(
     weights = None
     if state_root is not None:
         weights = resolve_weights_path(state_root)
-        if (weights.parent / CONFIG_NAME).is_file():
-            config = read_config(weights.parent)
+        run = RunFolder(weights.parent)
+        if run.config.is_file():
+            config = run.read_config()
     elif model_name is None:
         raise ValueError("give --state_root (a run folder or weights file) or --model")
     if model_name is not None:
@@ -45,12 +39,12 @@ def load_trained_model(
             pool = named_pool
         config["backbone"] = backbone
     if "backbone" not in config:
-        raise ValueError(f"{state_root}: no {CONFIG_NAME} next to it, so --model is needed")
+        raise ValueError(f"{state_root}: no {RunFolder.CONFIG} next to it, so --model is needed")
     config["pool"] = pool or config.get("pool", "gap")
     config["heads"] = heads or config.get("heads", 1)
     if classes is not None and config.get("classes") not in (None, classes) and weights is not None \
-            and weights.name == MODEL_WEIGHTS_NAME:
-        raise ValueError(f"--classes {classes}, but {weights.parent / CONFIG_NAME} says the run was trained with "
+            and weights.name == RunFolder.WEIGHTS:
+        raise ValueError(f"--classes {classes}, but {RunFolder(weights.parent).config} says the run was trained with "
                          f"{config['classes']} classes")
     config["classes"] = classes or config.get("classes", 1000)
     if weights is None:
@@ -71,6 +65,6 @@ def default_store_dir(state_root: Optional[str], model: Optional[str]) -> Path:
     root = Path(state_root)
     if root.is_dir():
         return Path("Evaluation") / root.resolve().name
-    if (root.parent / CONFIG_NAME).is_file():
+    if RunFolder(root.parent).config.is_file():
         return Path("Evaluation") / root.resolve().parent.name
     return Path("Evaluation") / root.stem

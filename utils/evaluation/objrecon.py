@@ -19,9 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from utils.checkpoint import ensure_writable_dir
 from utils.data import MASKS_DIRNAME
-from utils.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.faithfulness import (
     CLASS_SOURCES,
     CURVE_METRICS,
@@ -34,7 +32,9 @@ from utils.faithfulness import (
     predict,
     summarize,
 )
+from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.runtime.forward import ForwardSettings
+from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
 from .masks import load_masks, mask_root

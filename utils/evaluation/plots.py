@@ -8,10 +8,10 @@ from typing import Mapping, Sequence, Union
 import numpy as np
 import torch
 
-from utils.checkpoint import atomic_write
 from utils.data import denormalize
 from utils.explain import overlay
 from utils.faithfulness import auc, metric
+from utils.runtime.io import atomic_write
 
 PathLike = Union[str, Path]
 

@@ -17,12 +17,12 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from utils.checkpoint import ensure_writable_dir
 from utils.data import MASKS_DIRNAME
-from utils.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.explain import FastGradientCAM, SaliencyMethod
 from utils.faithfulness import energy_pointing_game, metric, pointing_game
+from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.runtime.forward import ForwardSettings
+from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
 
 from .masks import load_masks, mask_root

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from utils.data import check_indexes, subset_indices
-from utils.distributed import shard_indices
+from utils.runtime.distributed import shard_indices
 
 
 def parse_indexes(values: Optional[Sequence[str]]) -> Optional[list[int]]:

@@ -1,6 +1,18 @@
 """The layout of the folders the project writes: every file name, and every save and load of those files (the role
 of timm's ``CheckpointSaver``). Writes are atomic (a temporary file, then a rename).
 
+A run folder (``--store_dir`` of main_INets.py)::
+
+    config.json                  how to rebuild the model and its preprocessing
+    args.yaml                    the flags of the run
+    log.csv                      one row per epoch (also in last.pth, and rebuilt from it at every start)
+    last.pth                     the whole training state, loadable with weights_only=True: the commit point
+    model.safetensors            the latest weights; model_best / model_ema.safetensors beside it
+    checkpoint_epoch<N>.pth      the training state every --s_iterations epochs
+    tensorboard/events.out.*     the scalars of log.csv
+
+Any other file in a run folder is not the run's and is never removed.
+
 An evaluation folder (``--store_dir`` of recognition_imagenet.py and objrecon_imagenet.py)::
 
     predictions.csv          recognition: one row per evaluated image
@@ -13,10 +25,10 @@ An evaluation folder (``--store_dir`` of recognition_imagenet.py and objrecon_im
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import platform
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -24,7 +36,17 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from utils.checkpoint import atomic_write, save_json
+from .io import (
+    atomic_write,
+    atomic_write_leftovers,
+    load_training_state,
+    read_csv,
+    save_json,
+    save_training_state,
+    save_weights,
+    save_yaml,
+    write_csv,
+)
 
 PathLike = Union[str, Path]
 
@@ -44,13 +66,139 @@ def library_versions() -> dict:
     return versions
 
 
-def write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], fields: Optional[Sequence[str]] = None) -> Path:
-    fields = list(fields or dict.fromkeys(k for row in rows for k in row))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write(path, lambda file: file.write(text.getvalue().encode()))
+class RunFolder:
+    """The files of one training run; ``path`` need not exist yet."""
+
+    CONFIG = "config.json"
+    ARGS = "args.yaml"
+    LOG = "log.csv"
+    STATE = "last.pth"
+    WEIGHTS = "model.safetensors"
+    BEST_WEIGHTS = "model_best.safetensors"
+    EMA_WEIGHTS = "model_ema.safetensors"
+    TENSORBOARD = "tensorboard"
+    _NAMES = (CONFIG, ARGS, LOG, STATE, WEIGHTS, BEST_WEIGHTS, EMA_WEIGHTS)
+    _CHECKPOINT = re.compile(r"checkpoint_epoch(\d+)\.pth")
+    _EVENTS = "events.out.tfevents.*"
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # ---- names
+
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def args(self) -> Path:
+        return self.path / self.ARGS
+
+    @property
+    def log(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def state(self) -> Path:
+        return self.path / self.STATE
+
+    @property
+    def weights(self) -> Path:
+        return self.path / self.WEIGHTS
+
+    @property
+    def best_weights(self) -> Path:
+        return self.path / self.BEST_WEIGHTS
+
+    @property
+    def ema_weights(self) -> Path:
+        return self.path / self.EMA_WEIGHTS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.path / f"checkpoint_epoch{epoch}.pth"
+
+    @classmethod
+    def is_run_file_name(cls, name: str) -> bool:
+        return name in cls._NAMES or cls._CHECKPOINT.fullmatch(name) is not None
+
+    def run_files(self) -> list[Path]:
+        """The files of the folder that the run layout names, TensorBoard events included."""
+        if not self.path.is_dir():
+            return []
+        files = [path for path in self.path.iterdir() if path.is_file() and self.is_run_file_name(path.name)]
+        if self.tensorboard.is_dir():
+            files += [path for path in self.tensorboard.glob(self._EVENTS) if path.is_file()]
+        return sorted(files)
+
+    def event_files(self) -> list[Path]:
+        return sorted(self.tensorboard.glob(self._EVENTS))
+
+    # ---- a folder that holds a run
+
+    def check_not_a_run(self) -> None:
+        """Refuses a folder that holds a run: writing into it would mix two runs' files."""
+        found = self.run_files()
+        if found:
+            names = ", ".join(str(path.relative_to(self.path)) for path in found[:3])
+            names += ", ..." if len(found) > 3 else ""
+            raise ValueError(f"--store_dir {self.path} already holds a run ({names}); pass --resume to continue it "
+                             f"or --overwrite to replace it")
+
+    def remove_run_files(self) -> None:
+        """Deletes the previous run's files (``--overwrite``), keeping anything the layout does not name."""
+        for path in self.run_files():
+            path.unlink()
+        if self.tensorboard.is_dir() and not any(self.tensorboard.iterdir()):
+            self.tensorboard.rmdir()
+
+    def remove_stale_temporaries(self) -> None:
+        """Deletes the temporaries that writes of a killed run left (none is ever renamed into place later)."""
+        for path, target in atomic_write_leftovers(self.path).items():
+            if self.is_run_file_name(target):
+                path.unlink(missing_ok=True)
+
+    # ---- saves and loads
+
+    def read_config(self) -> dict:
+        try:
+            return json.loads(self.config.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.config} not found: --state_root must be a run folder of main_INets.py") \
+                from None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{self.config} is not valid JSON: {error}") from None
+
+    def save_config(self, config: Mapping[str, Any]) -> Path:
+        return save_json(self.config, config)
+
+    def save_args(self, args: Mapping[str, Any]) -> Path:
+        return save_yaml(self.args, args)
+
+    def save_weights(self, path: Path, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> Path:
+        """One of the folder's weights files (:attr:`weights`, :attr:`best_weights`, :attr:`ema_weights`)."""
+        return save_weights(path, state_dict, dict(metadata))
+
+    def save_state(self, path: Path, state: Mapping[str, Any]) -> Path:
+        """A training state: :attr:`state` (the commit point) or a :meth:`checkpoint`."""
+        return save_training_state(path, state)
+
+    @staticmethod
+    def load_state(path: PathLike) -> dict:
+        return load_training_state(path)
+
+    def write_log(self, rows: Sequence[Mapping[str, Any]]) -> Path:
+        return write_csv(self.log, rows)
+
+    def read_log(self, last_epoch: int) -> list[dict]:
+        """The rows of ``log.csv`` up to ``last_epoch``: the log of a training state saved without its rows."""
+        return [row for row in read_csv(self.log) if int(row["epoch"]) <= last_epoch] if self.log.is_file() else []
 
 
 class EvaluationFolder:

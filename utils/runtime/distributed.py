@@ -209,15 +209,6 @@ def get_world_size() -> int:
     return dist.get_world_size() if is_dist() else 1
 
 
-def is_main_process() -> bool:
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    if is_dist():
-        dist.barrier()
-
-
 def _comm_device() -> torch.device:
     """Where collective buffers must live: NCCL only moves CUDA tensors."""
     if is_dist() and dist.get_backend() == "nccl":

@@ -1,24 +1,22 @@
-"""Checkpoints: atomic writes, safe loading, seeding for exact resume (the run folder's layout:
-``utils/run_folder.py``)."""
+"""File formats, written atomically (a temporary file in the same folder, then a rename) and read safely: JSON,
+YAML, CSV, safetensors weights and training states loadable with ``weights_only=True``. Which file is which is
+:mod:`utils.runtime.layout`'s business."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
-import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-import numpy as np
 import torch
 import yaml
 from safetensors.torch import save as safetensors_bytes
 
 PathLike = Union[str, Path]
-TRAIN_STATE_NAME = "last.pth"
-BEST_WEIGHTS_NAME = "model_best.safetensors"
 _TEMPORARY_SUFFIX = ".tmp"
 # mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix
 _TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}" + re.escape(_TEMPORARY_SUFFIX))
@@ -90,6 +88,20 @@ def save_yaml(path: PathLike, data: Mapping) -> Path:
     return atomic_write_text(path, yaml.safe_dump(dict(data), sort_keys=False))
 
 
+def write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], fields: Optional[Sequence[str]] = None) -> Path:
+    fields = list(fields or dict.fromkeys(k for row in rows for k in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, text.getvalue())
+
+
+def read_csv(path: PathLike) -> list[dict]:
+    with Path(path).open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
 def save_weights(path: PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Optional[dict] = None) -> Path:
     """Weights as safetensors (contiguous CPU copies; shared storage is not allowed there)."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
@@ -113,9 +125,3 @@ def load_training_state(path: PathLike) -> dict:
     except Exception as error:
         raise ValueError(f"cannot read training state {path}: {type(error).__name__}: {error}".splitlines()[0]) \
             from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

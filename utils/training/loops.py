@@ -1,0 +1,123 @@
+"""The training and validation passes over a loader."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+import torch
+import torch.nn as nn
+from timm.data import Mixup
+
+from utils.runtime.distributed import reduce_metrics
+from utils.runtime.forward import ForwardSettings
+from utils.runtime.progress import progress
+
+
+@dataclass
+class Optimisation:
+    """What one training step needs besides the model and the batch."""
+
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Optional[object] = None
+    mixup: Optional[Mixup] = None
+    scaler: Optional[torch.amp.GradScaler] = None
+    clip_grad: Optional[float] = None
+    ema: Optional[object] = None
+
+    def step(self, model: nn.Module, loss: torch.Tensor) -> None:
+        """Backward, clip, optimizer step (through the fp16 scaler when there is one)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad)
+            self.optimizer.step()
+
+    def after_step(self, model: nn.Module, update: int) -> None:
+        """EMA and the per-update schedule, ``update`` counted from the start of training."""
+        if self.ema is not None:
+            self.ema.update(model, step=update)
+        if self.scheduler is not None:
+            self.scheduler.step_update(num_updates=update + 1)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    images: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def _reduced(loss_sum: float, correct: float, count: float, seconds: float) -> EpochStats:
+    """Loss and accuracy over every process (sums and counts, so uneven shards weigh right)."""
+    totals = reduce_metrics({"loss_sum": loss_sum, "correct": correct, "count": count})
+    count = max(totals["count"], 1)
+    return EpochStats(totals["loss_sum"] / count, 100 * totals["correct"] / count, int(totals["count"]), seconds)
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, optimisation: Optimisation, forward: ForwardSettings,
+                    device: torch.device, epoch: int, show_progress: bool,
+                    on_step: Optional[Callable[[int, float], None]] = None) -> EpochStats:
+    """One pass over ``loader``; ``on_step(update, loss)`` after each step."""
+    model.train()
+    updates_per_epoch = len(loader)
+    loss_sum = correct = count = 0.0
+    start = time.perf_counter()
+    bar = progress(loader, show_progress, desc=f"epoch {epoch + 1} train", leave=False)
+    for step, (images, targets) in enumerate(bar):
+        images = forward.prepare(images, device)
+        targets = targets.to(device, non_blocking=True)
+        hard_targets = targets
+        if optimisation.mixup is not None:
+            images, targets = optimisation.mixup(images, targets)
+        with forward.autocast(device):
+            logits = model(images)
+        loss = optimisation.criterion(logits.float(), targets)
+        optimisation.step(model, loss)
+        update = epoch * updates_per_epoch + step
+        optimisation.after_step(model, update)
+        batch = images.shape[0]
+        loss_sum += loss.item() * batch
+        correct += (logits.argmax(dim=1) == hard_targets).sum().item()
+        count += batch
+        if show_progress:
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimisation.lr:.2e}")
+        if on_step is not None:
+            on_step(update, loss.item())
+    return _reduced(loss_sum, correct, count, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, forward: ForwardSettings, device: torch.device, show_progress: bool,
+             desc: str = "eval") -> EpochStats:
+    """Cross-entropy and top-1 accuracy over ``loader`` (each process its own shard, reduced)."""
+    model.eval()
+    loss_sum = correct = count = 0.0
+    start = time.perf_counter()
+    for images, targets in progress(loader, show_progress, desc=desc, leave=False):
+        images = forward.prepare(images, device)
+        targets = targets.to(device, non_blocking=True)
+        with forward.autocast(device):
+            logits = model(images).float()
+        loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == targets).sum().item()
+        count += images.shape[0]
+    return _reduced(loss_sum, correct, count, time.perf_counter() - start)
