@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.runtime.cli import add_config_argument, add_model_arguments, error_line, parse_args
+from utils.runtime.cli import add_config_argument, add_model_arguments, parse_args, run_or_exit
 from utils.runtime.forward import AMP_DTYPES
 from utils.training.recipe import CRITERIA, SCHEDULES
 
@@ -110,10 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.store_dir is None:
         args.store_dir = f"runs/{args.model}_{args.pool or 'gap'}"
     from utils.training.trainer import Trainer  # after parsing, so --help stays fast
-    try:
-        return Trainer(args).fit()
-    except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {error_line(error)}") from None
+    return run_or_exit(lambda parsed: Trainer(parsed).fit(), args)
 
 
 if __name__ == "__main__":

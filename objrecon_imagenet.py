@@ -22,7 +22,7 @@ from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_ar
 from utils.evaluation.saved_maps import DEFAULT_METHOD
 from utils.explain import ENGINES
 from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
-from utils.runtime.cli import add_config_argument, error_line, parse_args
+from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,10 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(build_parser(), argv)
     args.argv = argv
     from utils.evaluation.objrecon import run  # after parsing, so --help stays fast
-    try:
-        return run(args)
-    except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {error_line(error)}") from None
+    return run_or_exit(run, args)
 
 
 if __name__ == "__main__":

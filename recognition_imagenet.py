@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
 from utils.explain import ENGINES
-from utils.runtime.cli import add_config_argument, error_line, parse_args
+from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,10 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(build_parser(), argv)
     from utils.evaluation.recognition import run  # after parsing, so --help stays fast
-    try:
-        return run(args)
-    except (ValueError, OSError) as error:
-        raise SystemExit(f"error: {error_line(error)}") from None
+    return run_or_exit(run, args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,40 @@
-"""The fault matrix: every bad input and fault the project names (the brief's and the reliability issue's), what
-it gives, in one place. Each row is a test here unless another file is named; a user error is one line naming
-the file, flag or value.
+"""The fault matrix: every bad input and fault the project names (the brief's and the reliability issue's) and
+what it gives, in one place. A user error is one line naming the file, flag or value; a fault loses nothing.
+Rows tested in this file name their test; the others name the file under tests/ that tests them.
 
-- corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason, in all three
-  scripts (test_corrupt_image_*)
-- unwritable --store_dir: one line naming the flag and the folder, before the model is loaded
+Training (main_INets.py)
+- kill -9 at each of the 24 atomic write points of a run, resumed after each: final weights, log.csv rows,
+  periodic checkpoints and TensorBoard scalars equal an uninterrupted run's; no .tmp file stays
+  (training/test_training.py: test_kill_at_every_write_point_loses_nothing)
+- kill -9 mid-epoch with the default flags (2 persistent loader workers), then --resume: every tensor equal to an
+  uninterrupted run's (training/test_training.py: test_killed_run_resumes_exactly_with_default_flags)
+- epoch 1 replaying epoch 0's augmentation under persistent workers: no, each epoch draws anew, as with no workers
+  (training/test_training.py: test_persistent_workers_see_every_epoch)
+- a rerun into a folder holding a run, without --resume: refused, the folder untouched; --overwrite removes only
+  the run's files; --resume of another network: refused (training/test_training.py:
+  test_a_run_folder_is_reused_only_on_purpose, test_resume_with_another_model)
+- a label outside the classes (classes.txt, --classes) or negative: one line with file:line, before training;
+  labels that leave classes empty without --classes: refused, naming them (training/test_training.py:
+  test_label_outside_*, test_labels_without_class_names)
+- --path_list train.csv with a val.csv beside it: that is the validation list, and the log says so
+  (training/test_training.py: test_val_csv_beside_a_list_file_is_the_validation_list)
+- a log file instead of a terminal: plain lines, no progress bars (training/test_training.py:
+  test_a_log_file_gets_plain_lines_not_progress_bars); the sbatch routine fine-tunes the pretrained backbone
+  (runtime/test_slurm.py)
+- a missing --root_data, an empty list, a checkpoint (--init_from) of another architecture, an unknown --config key:
+  one line each (training/test_training.py)
+- a checkpoint write interrupted, or its writer killed: the previous checkpoint still loads
+  (training/test_training.py: test_interrupted_checkpoint_write_*, test_killed_writer_process_*)
+- a run folder written before the package layout: loads with the same logits and resumes
+  (runtime/test_run_folder_compatibility.py)
+
+Data, in all three scripts
+- a corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason
+  (test_corrupt_image_*)
+- a list file with a bad row: one line with file:line and the row (data/test_data.py)
+
+Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
+- an unwritable --store_dir: one line naming the flag and the folder, before the model is loaded
   (test_unwritable_store_dir)
 - stale maps, another model's saliency file in the evaluation folder: refused, naming the file and what differs
   (test_maps_of_another_model_*)
@@ -15,10 +45,10 @@ the file, flag or value.
   (test_maps_without_identity_are_scored_with_a_warning)
 - --method without --salient: the named method's maps are written (test_method_implies_salient)
 - objrecon's progress bar: counts images, not batches (test_objrecon_progress_counts_images)
-- list file with a bad row: one line with file:line and the row (test_data.py)
-- checkpoint of another model or class count: one line naming the file and the mismatch (test_models.py,
-  test_recognition.py)
-- index out of range, fraction outside (0, 1]: one line naming the flag and the value (test_recognition.py)
+- a checkpoint of another model or class count: one line naming the file and the mismatch (models/test_models.py,
+  evaluation/test_recognition.py)
+- an index out of range, a fraction outside (0, 1], an unknown method, --use_gpu without CUDA: one line naming the
+  flag and the value (evaluation/test_recognition.py, evaluation/test_objrecon.py)
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import yaml
 
@@ -22,6 +22,14 @@ def error_line(error: BaseException) -> str:
         prefix = f"{type(error).__name__}: "
         return last[len(prefix):] if last.startswith(prefix) else last
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def run_or_exit(run: Callable[[argparse.Namespace], dict], args: argparse.Namespace) -> dict:
+    """``run(args)``, a user error (ValueError, OSError) ending the program with one line: ``error: ...``."""
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"error: {error_line(error)}") from None
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

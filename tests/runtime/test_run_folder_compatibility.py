@@ -12,7 +12,7 @@ import main_INets
 from utils.evaluation.model import load_trained_model
 from utils.runtime.layout import RunFolder
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run_v1"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run_v1"
 FLAGS = ["--model", "test_efficientnet", "--pool", "ca", "--imsize", "32", "--fraction", "0.05", "--workers", "0",
          "--batch_size", "16", "--opt", "momentum", "--momentum", "0", "--weight_decay", "0", "--lr", "0.01"]
 

@@ -25,7 +25,7 @@ from utils.explain import create_saliency
 from utils.faithfulness import predict
 from utils.runtime.layout import EvaluationFolder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROWS = [0, 1, 2, 3, 4, 5]          # the built-in val list is index-major: one image of each class
 INDEXES = ["--indexes", *map(str, ROWS)]
 FLOATS = ("p", "o", "ad", "ag", "insertion", "deletion", "positive_perturbation", "negative_perturbation",

@@ -23,7 +23,7 @@ from utils.runtime.io import atomic_write, load_training_state, save_training_st
 from utils.training.loops import EpochStats
 from utils.training.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model", "resnet18", "--imsize", "32", "--batch_size", "16", "--workers", "0", "--fixed", "--seed", "3",
         "--opt", "adamw", "--lr", "2e-3", "--weight_decay", "0.05", "--sched", "cosine"]
 

@@ -22,7 +22,7 @@ from utils.evaluation.model import load_trained_model
 from utils.evaluation.rows import evaluated_indices, parse_indexes
 from utils.runtime.layout import RunFolder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 METHODS = ["gradcam", "attention", "attention_mean", "random"]
 
 

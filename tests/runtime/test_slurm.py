@@ -18,7 +18,7 @@ import torch
 
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUILTIN_SBATCH = REPO / "routines" / "training" / "builtin.sbatch"
 # one epoch of a small model on a small built-in dataset: equal weights expected from both launchers
 TINY_FLAGS = ["--model", "resnet18", "--pool", "ca", "--classes", "6", "--epochs", "1", "--imsize", "32",

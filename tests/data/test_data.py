@@ -36,7 +36,7 @@ from utils.data import (
     transform_mask,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(imsize=32, train_per_class=3, val_per_class=2)
 
 
