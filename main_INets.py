@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from utils.runtime.cli import add_config_argument, add_model_arguments, parse_args, run_or_exit
+from models.cli import add_model_arguments
+from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 from utils.runtime.forward import AMP_DTYPES
 from utils.training.recipe import CRITERIA, SCHEDULES
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from models.cli import add_model_arguments
 from utils.data import DEFAULT_CROP_PCT
-from utils.runtime.cli import add_model_arguments
 from utils.runtime.forward import AMP_DTYPES
 
 

@@ -1,4 +1,4 @@
-"""Pieces the three command-line scripts share: YAML configs, one-line errors, the model flags."""
+"""Pieces the three command-line scripts share: YAML configs of flags, one-line user errors."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import yaml
-
-from models import (
-    POOL_TYPES,
-)
 
 
 def error_line(error: BaseException) -> str:
@@ -56,18 +52,3 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = 
             parser.error(f"--config {path}: unknown keys {', '.join(unknown)}")
         parser.set_defaults(**values)
     return parser.parse_args(argv)
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, classes_default: Optional[int] = None,
-                        ) -> argparse._ArgumentGroup:
-    group = parser.add_argument_group("Model settings")
-    group.add_argument("--model", default=None,
-                       help="timm backbone, e.g. resnet50; the reference's names resnet50_stream (= --pool ca) "
-                            "and resnet50_final (= --pool ca_last) work too")
-    group.add_argument("--pool", choices=POOL_TYPES, default=None,
-                       help="pooling head: gap (baseline), ca (the CA stream), ca_last (one CA block on the last "
-                            "feature map); default: from --model's suffix, else the run's config.json, else gap")
-    group.add_argument("--heads", type=int, default=None, help="attention heads per CA block (default 1)")
-    group.add_argument("--classes", type=int, default=classes_default,
-                       help="number of classes (default: from the data or the run's config.json)")
-    return group
