@@ -182,15 +182,15 @@ def _table_rows(method: str, groups: dict[str, list[Evaluation]], metrics: Seque
                  **{m.key: Summary.of([e.summary["results"][method].get(m.key) for e in replicates]) for m in metrics}}
         rows.append(TableRow(method, label, len(replicates), len(replicates[0].images[method]), cells, {}))
     baseline = rows[0] if rows and rows[0].label == next(iter(groups)) else None
+    higher_is_better = {"accuracy": True, **{m.key: m.higher_is_better for m in metrics}}
     for row in rows[1:] if baseline else []:
         for key, cell in row.cells.items():
             base = baseline.cells.get(key)
             if cell is None or base is None:
                 continue
             delta = cell.mean - base.mean
-            higher = True if key == "accuracy" else next(m for m in metrics if m.key == key).higher_is_better
             verdict = "within" if abs(delta) <= (cell.spread + base.spread) / 2 else (
-                "better" if (delta > 0) == higher else "worse")
+                "better" if (delta > 0) == higher_is_better[key] else "worse")
             row.deltas[key] = (delta, verdict)
     return rows
 
@@ -200,10 +200,10 @@ def _spread_note(groups: dict[str, list[Evaluation]]) -> str:
 
 
 def _results_table(rows: Sequence[TableRow], metrics: Sequence[Metric]) -> str:
-    columns = [key for key in ("accuracy", *(m.key for m in metrics)) if any(r.cells.get(key) for r in rows)]
+    declared = {m.key: m for m in metrics}
+    columns = [key for key in ("accuracy", *declared) if any(r.cells.get(key) for r in rows)]
     head = [text_head("method"), text_head("label"), "<th>folders</th>", "<th>images</th>",
-            *("<th>Acc&#8593;</th>" if key == "accuracy" else metric_head(next(m for m in metrics if m.key == key))
-              for key in columns)]
+            *("<th>Acc&#8593;</th>" if key == "accuracy" else metric_head(declared[key]) for key in columns)]
     body = []
     for row in rows:
         cells = [text_cell(row.method), text_cell(row.label), f"<td>{row.replicates}</td>", f"<td>{row.images}</td>"]
