@@ -24,8 +24,8 @@ An evaluation folder (``--store_dir`` of recognition_imagenet.py and objrecon_im
     curves_<name>.png        objrecon: insertion / deletion curves
     report.html              objrecon: the page to look at (tables, curves, a gallery of the images with each map)
     report_files/            objrecon: the gallery's thumbnails, <index>.jpg and <index>_<method>.jpg
-    compare.html             several evaluations side by side (a folder of its own, or objrecon --compare's)
-    compare_files/           compare.html's curve plot
+    compare.html             several evaluations side by side (a folder of its own, or objrecon --compare's), with
+                             curves_compare.png
 """
 from __future__ import annotations
 
@@ -219,7 +219,6 @@ class EvaluationFolder:
     REPORT = "report.html"
     REPORT_FILES = "report_files"
     COMPARE = "compare.html"
-    COMPARE_FILES = "compare_files"
     THUMBNAIL_SUFFIX = ".jpg"
 
     def __init__(self, path: PathLike) -> None:
@@ -261,10 +260,6 @@ class EvaluationFolder:
     @property
     def compare(self) -> Path:
         return self.path / self.COMPARE
-
-    @property
-    def compare_files(self) -> Path:
-        return self.path / self.COMPARE_FILES
 
     def thumbnail(self, index: int, method: Optional[str] = None) -> Path:
         """The gallery's thumbnail of dataset row ``index``: the image itself, or ``method``'s map over it."""
