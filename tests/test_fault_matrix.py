@@ -56,6 +56,8 @@ Reports (report.html, compare.html)
 - compare_html given folders that scored another number of images (or other images): one line naming the folder and
   both counts; objrecon --compare with such a folder notes it and writes no compare.html
   (evaluation/test_report_html.py: test_compare_errors_are_one_line)
+- compare_html given a folder whose metrics.csv holds fewer images than its summary.json counts: one line naming the
+  folder and both files (evaluation/test_report_html.py: test_compare_errors_are_one_line)
 - an objrecon rerun with a smaller gallery or --report_images 0: no stale thumbnail or report.html stays
   (evaluation/test_report_html.py: test_report_images_flag)
 - no browser installed: the browser tests skip with the reason, except in CI (env CI), where they fail
