@@ -3,7 +3,8 @@
 
 Reads the maps that ``recognition_imagenet.py --salient`` saved (STORE_DIR/saliency_<method>.npz) or computes
 them (--method, --compute); writes STORE_DIR/metrics.csv (per image), summary.json (means x100 + the protocol
-card) and curves_*.png.
+card), curves_*.png and report.html (tables, curves and a gallery of the images with each method's map: open it
+in a browser); with --compare also compare.html.
 
     python objrecon_imagenet.py --state_root [path_model] --store_dir [path_report] --root_data [root for data] \\
         --path_lbl [path for labels] --batch_size 60 --model [model] --use_gpu --classes [#Classes]
@@ -19,6 +20,7 @@ import sys
 from typing import Optional, Sequence
 
 from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
+from utils.evaluation.report_html import DEFAULT_GALLERY_IMAGES
 from utils.evaluation.saved_maps import DEFAULT_METHOD
 from utils.explain import ENGINES
 from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
@@ -58,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--label", default=None, help="name of this run in tables and plots (default: its pooling)")
     ev.add_argument("--compare", default=None,
                     help="another objrecon store_dir (or its summary.json), e.g. the GAP run when this is the CA "
-                         "run: plotted and tabulated against this one")
+                         "run: plotted and tabulated against this one, side by side in compare.html")
+    ev.add_argument("--report_images", type=int, default=DEFAULT_GALLERY_IMAGES,
+                    help="images in the gallery of report.html, evenly spaced over the evaluated rows (the tables "
+                         "and curves cover all of them); 0: no report.html")
 
     add_evaluation_data_arguments(parser, batch_help="images per batch, also the bound on images x steps "
                                                      "forwarded at once; a chunk that runs out of GPU memory is "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline on the built-in dataset, on a CPU: train a GAP model (EfficientNet-Lite0 from its packaged
 # ImageNet weights), train the CA stream on it with backbone and classifier frozen, generate saliency maps and
-# score them. Outputs under $OUT (default runs/demo); with ASSETS=1 the overlay grid is copied to assets/.
+# score them. Outputs under $OUT (default runs/demo); with ASSETS=1 the overlay grid is copied to assets/. Ends by
+# printing the path of the CA model's report.html (open it in a browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/demo}
@@ -20,4 +21,5 @@ python objrecon_imagenet.py --state_root "$OUT/ca" --store_dir "$OUT/eval_ca" --
 if [ "${ASSETS:-0}" = 1 ]; then
     cp "$OUT/eval_ca/overlays.png" assets/demo_overlays.png
 fi
-echo "demo outputs: $OUT (overlays.png, summary.json, curves_*.png in eval_gap/ and eval_ca/)"
+echo "demo outputs: $OUT (overlays.png, summary.json, curves_*.png, report.html in eval_gap/ and eval_ca/)"
+echo "report: $OUT/eval_ca/report.html (GAP vs CA: $OUT/eval_ca/compare.html)"

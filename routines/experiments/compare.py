@@ -4,7 +4,9 @@ For each seed: (1) train a GAP model; (2) build the CA model from it (--init_fro
 classifier, train the stream; (3) recognition + saliency for both; (4) AD/AI/AG, insertion/deletion (and the
 pointing game where masks exist) for both. Then (5) a results table in the poster's shape (rows: method x
 pooling; columns: accuracy, AD, AI, AG, insertion, deletion) as mean +- spread over the seeds, a plot of the
-mean insertion/deletion curves (GAP vs CA), written to <out>/results.md, results.csv, results.json, curves.png.
+mean insertion/deletion curves (GAP vs CA), written to <out>/results.md, results.csv, results.json, curves.png;
+and compare.html beside them (every evaluation folder: the table with deltas and seed spread, the images where the
+stream gains and loses most; open it in a browser).
 
     python -m routines.experiments.compare --dataset builtin --seeds 0 1
     python -m routines.experiments.compare --dataset fashion_mnist --seeds 0 1     # installs the Debian data
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.evaluation.compare_html import write_compare_page
 from utils.evaluation.plots import save_curve_panels
 from utils.faithfulness import CURVE_METRICS, metric
 from utils.runtime.io import atomic_write_text, save_json, write_csv
@@ -91,7 +94,7 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
         # gets a smaller seeded subset of the images, scored in its own folder
         groups = {f"eval_{pool}": ([m for m in methods if m not in args.slow_methods], args.eval_fraction),
                   f"eval_{pool}_slow": ([m for m in methods if m in args.slow_methods], args.slow_fraction)}
-        results[pool] = {"metrics": {}, "curves": {}, "images": {}}
+        results[pool] = {"metrics": {}, "curves": {}, "images": {}, "folders": []}
         for name, (group, fraction) in groups.items():
             if not group:
                 continue
@@ -113,6 +116,7 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
             results[pool]["metrics"].update(summary["results"])
             results[pool]["curves"].update(summary["curves"])
             results[pool]["images"].update({m: classification["subset"]["evaluated"] for m in group})
+            results[pool]["folders"].append(str(evaluation.path))
     return results
 
 
@@ -220,10 +224,13 @@ def main() -> None:
     atomic_write_text(args.out / "results.md", markdown_table(rows, title))
     save_curve_panels(args.out / "curves.png", mean_curves(per_seed, args.methods),
                       f"{args.dataset}: mean over images and seeds {' '.join(map(str, args.seeds))}")
+    # GAP's folders first: the baseline of the page's differences
+    page = write_compare_page(args.out, [folder for pool in ("gap", "ca") for result in per_seed.values()
+                                         for folder in result[pool]["folders"]])
     if args.publish:
         publish(args.out, args.publish, args.dataset)
     print((args.out / "results.md").read_text())
-    print(f"results: {args.out}")
+    print(f"results: {args.out} (open {page})")
 
 
 if __name__ == "__main__":

@@ -22,3 +22,6 @@ def test_demo_pipeline_end_to_end(tmp_path):
     summary = json.loads((out / "eval_ca" / "summary.json").read_text())
     assert {"gradcam", "gradcam++", "attention"} <= set(summary["results"])
     assert summary["compare"], "the CA summary compares against the GAP run"
+    report = out / "eval_ca" / "report.html"
+    assert result.stdout.strip().splitlines()[-1].startswith(f"report: {report} ") and report.is_file()
+    assert (out / "eval_ca" / "compare.html").is_file()

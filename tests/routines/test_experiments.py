@@ -30,6 +30,8 @@ def test_shrunken_comparison_fills_every_cell(tmp_path):
     table = (out / "results.md").read_text()
     assert "| gradcam | CA |" in table and "nan" not in table
     assert (out / "curves.png").stat().st_size > 10_000
+    page = (out / "compare.html").read_text()
+    assert '<td class="text">gradcam</td><td class="text">CA</td>' in page and 'class="delta' in page
     seconds = sorted(out.rglob("*.seconds"))
     assert len(seconds) == 2 + 2 * 2 * 2, seconds  # 2 trainings, (recognition + objrecon) x 2 pools x 2 subsets
     assert all(float(f.read_text()) > 0 for f in seconds)

@@ -11,7 +11,7 @@ from .datasets import (
 )
 from .fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist_available, prepare_fashion_mnist
 from .generated import IMAGES_DIRNAME, MANIFEST_FILENAME, MASKS_DIRNAME, load_mask
-from .lists import CLASSES_FILENAME, ListRow, read_class_names, read_list_file
+from .lists import CLASSES_FILENAME, ListRow, class_name, read_class_names, read_list_file
 from .sampling import EpochIndexSampler, EpochSeededDataset
 from .transforms import DEFAULT_CROP_PCT, build_transform, denormalize, normalize, transform_mask
 
@@ -22,4 +22,5 @@ __all__ = [
     "check_indexes", "default_builtin_root", "denormalize", "ensure_builtin_dataset", "fashion_mnist_available",
     "load_mask", "normalize", "prepare_fashion_mnist", "read_class_names", "read_list_file", "render_builtin_image",
     "subset_indices", "transform_mask",
+    "class_name",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 PathLike = str | os.PathLike
 CLASSES_FILENAME = "classes.txt"
@@ -54,6 +54,11 @@ def read_list_file(path: PathLike) -> list[ListRow]:
 def read_class_names(path: PathLike) -> list[str]:
     """Read a ``classes.txt`` file: one class name per line, blank lines ignored."""
     return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def class_name(names: Optional[Sequence[str]], label: int) -> str:
+    """A label's class name where ``names`` (a classes.txt, a run's config) has one, else the label itself."""
+    return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
 
 def write_lines(path: Path, lines: Sequence[str]) -> None:

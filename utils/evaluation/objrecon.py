@@ -4,7 +4,8 @@ Flow: the model (``--state_root``) and the evaluated dataset -> each method's ma
 recognition_imagenet.py, checked against this model and data, or computed) -> the rows and their classes ->
 each rank scores its shard batch by batch, every method on the same images, with every metric of
 :mod:`utils.faithfulness` -> rank 0 gathers the per-image rows in dataset order and writes metrics.csv,
-summary.json (means + the protocol card) and the curve plots.
+summary.json (means + the protocol card), the curve plots and report.html (with the gallery's thumbnails, made
+on each rank from the images and maps at hand); with --compare also compare.html.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 import torch
 
@@ -25,6 +26,7 @@ from utils.faithfulness import (
     CURVE_METRICS,
     METRICS,
     EvalProtocol,
+    card_differences,
     evaluate_batch,
     format_table,
     get_protocol,
@@ -37,22 +39,23 @@ from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
+from .compare_html import write_compare_page
 from .masks import load_masks, mask_root
 from .methods import build_methods, compute_maps
 from .model import default_store_dir
 from .plots import save_curve_panels, save_curve_plot
+from .report_html import gallery_rows, thumbnails, write_report_page
 from .rows import parse_indexes, shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
 
-CSV_FIELDS = ("index", "path", "label", "method", "target", "p", "o", *(m.key for m in METRICS))
-# protocol entries that make two evaluations comparable (the data subset is compared through its hash)
-_COMPARABLE = ("name", "pixels_per_step", "step_pixels", "blur_kernel", "blur_sigma", "deletion_substrate",
-               "class_source", "masking_space", "softmax", "perturbation_fractions", "image_size", "num_images")
+CSV_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o", *(m.key for m in METRICS))
 
 
 def run(args: argparse.Namespace) -> dict:
     check_evaluation_flags(args)
+    if args.report_images < 0:
+        raise ValueError(f"--report_images must be >= 0 (0: no report.html), got {args.report_images}")
     began = time.perf_counter()
     folder = EvaluationFolder(args.store_dir or default_store_dir(args.state_root, args.model))
     args.store_dir = str(folder.path)
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
         masks_at = mask_root(data.dataset, rows)
         shard = shard_rows(rows, args.batch_size, env.rank, env.world_size)
         records, computed = score_shard(data, shard, sources, targets, masks_at, forward, device, protocol, args,
-                                        env.is_main)
+                                        env.is_main, gallery_rows(rows, args.report_images))
         records = gather_in_order(records, [r["index"] for r in records], order=rows)
         saved_maps = {}
         if args.save_maps:
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> dict:
         folder.save_maps(method, maps, rows, [r["methods"][method]["target"] for r in records], class_source,
                          data.identity())
     card = protocol_card(protocol, args, data, rows, sources, masks_at, forward)
-    summary = {"label": label, "protocol": card, "results": results, "curves": curves,
+    summary = {"label": label, "protocol": card, "results": results, "curves": curves, "class_names": data.class_names,
                "run": {"world_size": env.world_size, "batch_size": args.batch_size,
                        "seconds": round(time.perf_counter() - began, 2), "argv": getattr(args, "argv", None)}}
     if other is not None:
@@ -103,11 +106,19 @@ def run(args: argparse.Namespace) -> dict:
         if other["label"] == label:
             other["label"] = f"{other['label']} ({Path(other['path']).parent.name})"
         summary["compare"] = {"path": other["path"], "label": other["label"],
-                              "differences": comparable(card, other["protocol"])}
+                              "differences": card_differences(card, other["protocol"])}
     folder.write_metrics(metrics_rows(records, methods), CSV_FIELDS)
     folder.write_report(folder.summary, summary)
-    write_plots(folder, label, curves, other)
-    _print_results(summary, other, folder)
+    write_plots(folder, label, curves)
+    pages = []
+    if args.report_images > 0:
+        pages.append(write_report_page(folder, summary, records, data.class_names))
+    else:
+        folder.remove_report()
+    if other is not None and not summary["compare"]["differences"]:
+        pages.append(write_compare_page(folder.path, [Path(other["path"]).parent, folder.path],
+                                        [other["label"], label]))
+    _print_results(summary, other, folder, pages)
     return summary
 
 
@@ -127,9 +138,10 @@ def _announce(notes: Sequence[str], sources: Sequence[Source], rows: Sequence[in
 
 def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source], targets: Optional[dict],
                 masks_at: Optional[Path], forward: ForwardSettings, device: torch.device, protocol: EvalProtocol,
-                args: argparse.Namespace, progress: bool) -> tuple[list[dict], dict[str, list[torch.Tensor]]]:
-    """Per-row records ``{index, path, label, methods: {method: {metrics..., curves}}}`` of this rank's shard,
-    and the computed maps (for ``--save_maps``)."""
+                args: argparse.Namespace, progress: bool, gallery: Collection[int]
+                ) -> tuple[list[dict], dict[str, list[torch.Tensor]]]:
+    """Per-row records ``{index, path, label, methods: {method: {metrics..., curves}}}`` of this rank's shard
+    (the rows in ``gallery`` also with their report thumbnails), and the computed maps (for ``--save_maps``)."""
     # the classes are decided here (given or predicted), so evaluate_batch is told them ('gt' = use these)
     given = dataclasses.replace(protocol, class_source="gt")
     records: list[dict] = []
@@ -145,16 +157,22 @@ def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source
             masks = load_masks(masks_at, data.dataset, rows, data.imsize, data.crop_pct, data.squash)
         batch_records = [{"index": i, "path": data.dataset.samples[i][0], "label": int(label), "methods": {}}
                          for i, label in zip(rows, labels.tolist())]
+        batch_maps = {}
         for source in sources:
             if source.from_file:
                 maps = source.batch_maps(rows)
             else:
                 maps = compute_maps(source.saliency, images, batch_targets.to(device), rows, args.seed).float().cpu()
                 computed[source.method].append(maps)
+            batch_maps[source.method] = maps
             out = evaluate_batch(data.model, images, maps, batch_targets, data.mean, data.std, given, forward,
                                  masks=masks)
             for k, record in enumerate(batch_records):
                 record["methods"][source.method] = image_metrics(out, k)
+        for k, record in enumerate(batch_records):
+            if record["index"] in gallery:
+                record["thumbnails"] = thumbnails(images[k], {method: maps[k] for method, maps in batch_maps.items()},
+                                                  data.mean, data.std)
         records.extend(batch_records)
     return records, computed
 
@@ -201,42 +219,29 @@ def protocol_card(protocol: EvalProtocol, args: argparse.Namespace, data: Evalua
     }
 
 
-def comparable(card: dict, other: dict) -> list[str]:
-    """Protocol entries that differ between two cards (data subset, metric settings, image size, class source)."""
-    differences = [key for key in _COMPARABLE if card.get(key) != other.get(key)]
-    if card.get("data", {}).get("indices_sha256") != other.get("data", {}).get("indices_sha256"):
-        differences.append("data.indices_sha256")
-    return differences
-
-
 def metrics_rows(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
     return [{"index": record["index"], "path": record["path"], "label": record["label"], "method": method,
              **{key: record["methods"][method].get(key, "") for key in CSV_FIELDS[4:]}}
             for method in methods for record in records]
 
 
-def write_plots(folder: EvaluationFolder, label: str, curves: dict, other: Optional[dict]) -> None:
+def write_plots(folder: EvaluationFolder, label: str, curves: dict) -> None:
     for method, pair in curves.items():
         save_curve_plot(folder.curves(method), pair, f"{label}: {method}, mean insertion / deletion")
     save_curve_panels(folder.curves("methods"),
                       {key: {method: pair[key] for method, pair in curves.items()} for key in CURVE_METRICS},
                       f"{label}: methods")
-    if other is not None:
-        panels: dict[str, dict] = {key: {} for key in CURVE_METRICS}
-        for run_label, run_curves in ((other["label"], other["curves"]), (label, curves)):
-            for method, pair in run_curves.items():
-                for key in panels:
-                    panels[key][f"{run_label} {method}"] = pair[key]
-        save_curve_panels(folder.curves("compare"), panels, f"{other['label']} vs {label}")
 
 
-def _print_results(summary: dict, other: Optional[dict], folder: EvaluationFolder) -> None:
+def _print_results(summary: dict, other: Optional[dict], folder: EvaluationFolder, pages: Sequence[Path]) -> None:
     table = {summary["label"]: summary["results"]}
     if other is not None:
         table = {other["label"]: other["results"], **table}
     print(format_table(table))
     if other is not None and summary["compare"]["differences"]:
         print(f"note: {other['path']} differs in {', '.join(summary['compare']['differences'])}: not directly "
-              f"comparable")
+              f"comparable (no {folder.COMPARE} written)")
     print(f"wrote {folder.metrics}, {folder.summary} and {folder.CURVES_PREFIX}*.png "
           f"({summary['run']['seconds']:.1f} s)")
+    for path in pages:
+        print(f"open {path}")

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from utils.data import MASKS_DIRNAME
+from utils.data import MASKS_DIRNAME, class_name
 from utils.explain import FastGradientCAM, SaliencyMethod
 from utils.faithfulness import energy_pointing_game, metric, pointing_game
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
@@ -135,10 +135,6 @@ def _empty_maps_like(data: EvaluationData, index: int, methods: dict[str, Salien
     return {name: compute_maps(method, image, target, [index])[:0].float().cpu() for name, method in methods.items()}
 
 
-def _class_name(names: Optional[Sequence[str]], index: int) -> str:
-    return names[index] if names is not None and 0 <= index < len(names) else str(index)
-
-
 def classification_summary(rows: Sequence[dict], num_classes: int, class_names: Optional[Sequence[str]]) -> dict:
     """Top-1 / top-k accuracy (%) and per-class top-1 accuracy from prediction rows."""
     count = len(rows)
@@ -146,7 +142,7 @@ def classification_summary(rows: Sequence[dict], num_classes: int, class_names: 
     top5 = sum(r["label"] in r["top5"] for r in rows)
     counts = Counter(r["label"] for r in rows)
     hits = Counter(r["label"] for r in rows if r["prediction"] == r["label"])
-    per_class = [{"class": c, "name": _class_name(class_names, c), "count": counts[c],
+    per_class = [{"class": c, "name": class_name(class_names, c), "count": counts[c],
                   "top1": 100.0 * hits[c] / counts[c]} for c in sorted(counts)]
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "topk": min(5, num_classes),
             "count": count, "per_class": per_class}
@@ -191,8 +187,8 @@ def _write_outputs(folder: EvaluationFolder, report_path: Path, report: dict, da
     count = min(n_overlays, len(rows))
     if count > 0 and maps:
         images = torch.stack([data.dataset[r["index"]][0] for r in rows[:count]])
-        titles = [f"#{r['index']} true {_class_name(data.class_names, r['label'])}\n"
-                  f"pred {_class_name(data.class_names, r['prediction'])} ({100 * r['confidence']:.0f}%)"
+        titles = [f"#{r['index']} true {class_name(data.class_names, r['label'])}\n"
+                  f"pred {class_name(data.class_names, r['prediction'])} ({100 * r['confidence']:.0f}%)"
                   for r in rows[:count]]
         save_overlay_grid(folder.overlays, images, {name: m[:count] for name, m in maps.items()}, titles, data.mean,
                           data.std)

@@ -21,8 +21,8 @@ def evaluate_batch(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, 
                    forward: ForwardSettings = ForwardSettings(), *, masks: Optional[torch.Tensor] = None,
                    pointing_tolerance: float = 0.0, perturbation: bool = True) -> dict[str, torch.Tensor]:
     """All faithfulness metrics of one batch, per image (CPU tensors), under the keys of
-    :data:`~utils.faithfulness.metrics.METRICS` plus ``target``, ``p``, ``o`` and the insertion / deletion curves
-    (``insertion_curve``, ``deletion_curve``).
+    :data:`~utils.faithfulness.metrics.METRICS` plus ``target``, ``prediction`` (the clean image's top-1 class),
+    ``p``, ``o`` and the insertion / deletion curves (``insertion_curve``, ``deletion_curve``).
 
     ``perturbation`` adds positive / negative perturbation ((N, fractions) bool); ``masks`` (N, H, W) the pointing
     games. With ``protocol.class_source == 'pred'`` the clean image's predicted class is used and ``targets`` is
@@ -37,7 +37,7 @@ def evaluate_batch(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, 
     elif targets is None:
         raise ValueError("class_source 'gt' needs targets")
     targets = as_targets(targets, images.shape[0], device)
-    out = {"target": targets.cpu(),
+    out = {"target": targets.cpu(), "prediction": clean.argmax(-1).cpu(),
            **average_drop_increase_gain(model, images, saliency, targets, mean, std, forward,
                                         masking_space=proto.masking_space,
                                         clean_scores=target_scores(clean, targets).cpu())}

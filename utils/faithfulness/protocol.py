@@ -11,6 +11,9 @@ import numpy as np
 EPS = float(np.finfo(np.float64).eps)
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CLASS_SOURCES = {"gt": "ground-truth", "pred": "predicted"}
+# protocol entries that make two evaluations comparable (the data subset is compared through its hash)
+_COMPARABLE = ("name", "pixels_per_step", "step_pixels", "blur_kernel", "blur_sigma", "deletion_substrate",
+               "class_source", "masking_space", "softmax", "perturbation_fractions", "image_size", "num_images")
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,11 @@ def get_protocol(protocol: Union[str, EvalProtocol]) -> EvalProtocol:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; presets: {sorted(PROTOCOLS)}")
     return PROTOCOLS[protocol]
+
+
+def card_differences(card: dict, other: dict) -> list[str]:
+    """Entries that differ between two protocol cards (data subset, metric settings, image size, class source)."""
+    differences = [key for key in _COMPARABLE if card.get(key) != other.get(key)]
+    if card.get("data", {}).get("indices_sha256") != other.get("data", {}).get("indices_sha256"):
+        differences.append("data.indices_sha256")
+    return differences

@@ -11,10 +11,10 @@ from .metrics import CURVE_METRICS, METRICS
 
 
 def image_metrics(outputs: Mapping[str, torch.Tensor], k: int) -> dict[str, Any]:
-    """Image ``k`` of an :func:`~utils.faithfulness.batch.evaluate_batch` output: ``target``, ``p``, ``o``, every
-    declared metric present, and the curves (arrays: compact in memory and in a distributed gather)."""
-    row: dict[str, Any] = {"target": int(outputs["target"][k]), "p": float(outputs["p"][k]),
-                           "o": float(outputs["o"][k])}
+    """Image ``k`` of an :func:`~utils.faithfulness.batch.evaluate_batch` output: ``target``, ``prediction``, ``p``,
+    ``o``, every declared metric present, and the curves (arrays: compact in memory and in a distributed gather)."""
+    row: dict[str, Any] = {"target": int(outputs["target"][k]), "prediction": int(outputs["prediction"][k]),
+                           "p": float(outputs["p"][k]), "o": float(outputs["o"][k])}
     for metric in METRICS:
         if metric.key in outputs:
             row[metric.key] = metric.per_image(outputs)[k].item()

@@ -22,6 +22,10 @@ An evaluation folder (``--store_dir`` of recognition_imagenet.py and objrecon_im
     metrics.csv              objrecon: every metric per image and method
     summary.json             objrecon: the means, the mean curves and the protocol card
     curves_<name>.png        objrecon: insertion / deletion curves
+    report.html              objrecon: the page to look at (tables, curves, a gallery of the images with each map)
+    report_files/            objrecon: the gallery's thumbnails, <index>.jpg and <index>_<method>.jpg
+    compare.html             several evaluations side by side (a folder of its own, or objrecon --compare's), with
+                             curves_compare.png
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ import torch
 from .io import (
     atomic_write,
     atomic_write_leftovers,
+    atomic_write_text,
     load_training_state,
     read_csv,
     save_json,
@@ -211,6 +216,10 @@ class EvaluationFolder:
     METRICS = "metrics.csv"
     SUMMARY = "summary.json"
     CURVES_PREFIX = "curves_"
+    REPORT = "report.html"
+    REPORT_FILES = "report_files"
+    COMPARE = "compare.html"
+    THUMBNAIL_SUFFIX = ".jpg"
 
     def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
@@ -240,6 +249,23 @@ class EvaluationFolder:
     def summary(self) -> Path:
         return self.path / self.SUMMARY
 
+    @property
+    def report(self) -> Path:
+        return self.path / self.REPORT
+
+    @property
+    def report_files(self) -> Path:
+        return self.path / self.REPORT_FILES
+
+    @property
+    def compare(self) -> Path:
+        return self.path / self.COMPARE
+
+    def thumbnail(self, index: int, method: Optional[str] = None) -> Path:
+        """The gallery's thumbnail of dataset row ``index``: the image itself, or ``method``'s map over it."""
+        name = str(index) if method is None else f"{index}_{file_stem(method)}"
+        return self.report_files / f"{name}{self.THUMBNAIL_SUFFIX}"
+
     def maps(self, method: str) -> Path:
         return self.path / f"{self.MAPS_PREFIX}{file_stem(method)}{self.MAPS_SUFFIX}"
 
@@ -261,6 +287,30 @@ class EvaluationFolder:
 
     def write_metrics(self, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> Path:
         return write_csv(self.metrics, rows, fields)
+
+    def read_metrics(self) -> list[dict]:
+        return read_csv(self.metrics)
+
+    def write_thumbnails(self, thumbnails: Mapping[Path, bytes]) -> list[Path]:
+        """The gallery's thumbnails (paths from :meth:`thumbnail`); the earlier run's other thumbnails are removed, so
+        the folder holds this report's only."""
+        written = [atomic_write(path, lambda file, data=data: file.write(data)) for path, data in thumbnails.items()]
+        if self.report_files.is_dir():
+            for path in self.report_files.glob(f"*{self.THUMBNAIL_SUFFIX}"):
+                if path not in thumbnails:
+                    path.unlink()
+        return written
+
+    def remove_report(self) -> None:
+        """Deletes an earlier run's report.html and thumbnails (an evaluation without a report must not keep one
+        about other numbers)."""
+        self.report.unlink(missing_ok=True)
+        self.write_thumbnails({})
+
+    @staticmethod
+    def write_page(path: PathLike, html: str) -> Path:
+        """An HTML page (:attr:`report`, :attr:`compare`)."""
+        return atomic_write_text(path, html)
 
     @staticmethod
     def write_report(path: PathLike, report: Mapping[str, Any]) -> Path:
