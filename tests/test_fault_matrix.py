@@ -49,6 +49,18 @@ Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
   evaluation/test_recognition.py)
 - an index out of range, a fraction outside (0, 1], an unknown method, --use_gpu without CUDA: one line naming the
   flag and the value (evaluation/test_recognition.py, evaluation/test_objrecon.py)
+
+Saliency fast paths and forwards (utils/explain, utils/runtime/forward.py)
+- a chunk of Score-CAM / Ablation-CAM forwards, or of any ForwardSettings.chunked workload, that runs out of GPU
+  memory: split in halves until it fits, the same maps; a single row that does not fit: the error stands
+  (explain/test_fast_paths.py: test_per_channel_chunks_that_run_out_of_memory_are_split; runtime/test_forward.py)
+- a per-channel batch_size below 1, a target layer that does not run in the forward, FullGrad given a target layer,
+  --engine fast for a method without a fast path: one line naming the value (explain/test_fast_paths.py:
+  test_fast_path_errors_name_the_value, explain/test_saliency.py: test_registry)
+- a bf16 classification forward (recognition --amp bf16) feeding the gradient CAMs: their head runs in float32
+  (explain/test_fast_paths.py: test_gradient_cams_from_a_bf16_classification_forward)
+- a deep copy (EMA) of a model compiled with --compile: compiles its own backbone, never runs the original's
+  (models/test_models.py: test_compiled_backbone_gives_the_same_logits_without_recompiling)
 """
 from __future__ import annotations
 
