@@ -1,4 +1,5 @@
-"""The paper's comparison, shrunken (one seed, one epoch, a few images): every cell of the table is filled."""
+"""The paper's comparison, shrunken (one seed, one epoch, a few images): every cell of the table is filled; its
+publication into the README's block of that experiment."""
 import json
 import math
 import subprocess
@@ -33,3 +34,23 @@ def test_shrunken_comparison_fills_every_cell(tmp_path):
     seconds = sorted(out.rglob("*.seconds"))
     assert len(seconds) == 2 + 2 * 2 * 2, seconds  # 2 trainings, (recognition + objrecon) x 2 pools x 2 subsets
     assert all(float(f.read_text()) > 0 for f in seconds)
+
+
+def test_publish_rewrites_only_its_own_block(tmp_path):
+    """builtin_224 beside builtin: the table and the plot land in the experiment's own block, the rest stays."""
+    from routines.experiments.compare import publish
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("results.csv", "results.json", "curves.png"):
+        (out / name).write_text(name)
+    (out / "results.md").write_text("| table of 224 |\n")
+    readme = tmp_path / "README.md"
+    before = "intro\n<!-- results:builtin -->\nold 128\n<!-- /results:builtin -->\n"
+    readme.write_text(before + "<!-- results:builtin_224 -->\nnot run yet\n<!-- /results:builtin_224 -->\nend\n")
+    publish(out, tmp_path / "assets" / "builtin_224", "builtin_224", readme)
+    assert readme.read_text() == before + (
+        "<!-- results:builtin_224 -->\n| table of 224 |\n\n"
+        "![insertion and deletion, builtin_224](assets/builtin_224/curves.png)\n"
+        "<!-- /results:builtin_224 -->\nend\n")
+    assert (tmp_path / "assets" / "builtin_224" / "results.json").read_text() == "results.json"
