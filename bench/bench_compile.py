@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from bench.bench_saliency import time_interleaved
+from bench.readme import refresh_for
 from models import create_model
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import save_json
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
               "results": results, "load_average_at_end": os.getloadavg()[0]}
     save_json(args.out, report)
+    refresh_for(args.out)
     print(f"load average {report['load_average_at_end']:.1f} on {os.cpu_count()} cores; wrote {args.out}")
     return report
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from bench.readme import refresh_for
 from utils.faithfulness import blur, causal_metric, get_protocol, pixel_rank, prepare_saliency
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import save_json
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         amp_diff = curves[f"ours_{args.amp}"] - curves["ours_fp32"]
         report[f"max_abs_diff_{args.amp}_vs_fp32"] = float(amp_diff.abs().max())
     save_json(args.out, report)
+    refresh_for(args.out)
 
     print(f"{args.model} {args.imsize}px, {args.images} images x {image_steps // args.images} steps "
           f"({pps} px/step), {device}, {torch.get_num_threads()} threads, best of {args.repeats}")

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from bench.bench_saliency import summary, time_interleaved
+from bench.readme import refresh_for
 from models import create_model
 from utils.explain import create_saliency
 from utils.runtime.forward import ForwardSettings
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
               flush=True)
     report["load_average_at_end"] = os.getloadavg()[0]
     save_json(args.out, report)
+    refresh_for(args.out)
     print(f"targets ({device.type}): fp32 >= {TARGETS[device.type]['fp32']}x, bf16 >= {TARGETS[device.type]['bf16']}x "
           f"the package; load average {report['load_average_at_end']:.1f} on {os.cpu_count()} cores; wrote {args.out}")
     return report

@@ -27,6 +27,7 @@ import torch
 
 from bench.bench_metrics import baseline_curves
 from bench.bench_saliency import time_interleaved
+from bench.readme import refresh_for
 from models import create_model
 from utils.data import denormalize, normalize
 from utils.evaluation.methods import compute_maps
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_at_end": os.getloadavg()[0],
     }
     save_json(args.out, report)
+    refresh_for(args.out)
     print(f"{'model':5s} {'method':10s} {'ours':>12s} {'package + reference loop':>26s}")
     for row in rows:
         print(f"{row['model']:5s} {row['method']:10s} {_duration(row['ours_hours']):>12s} "

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from bench.readme import refresh_for
 from models import create_model
 from utils.explain import create_saliency
 from utils.runtime.forward import ForwardSettings
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         report[pool] = profile_pool(pool, args, device, report, tables)
     report["load_average_at_end"] = os.getloadavg()[0]
     save_json(out.with_suffix(".json"), report)
+    refresh_for(out.with_suffix(".json"))
     atomic_write_text(out.with_suffix(".txt"), "\n".join(tables))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.txt')}")
     return report
