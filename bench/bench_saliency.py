@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bench.readme import refresh_for
 from models import create_model
 from utils.explain import FAST_VARIANTS, available_methods, create_saliency
 from utils.runtime.io import save_json
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
         "setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "repeats": args.repeats,
                   "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                   "python": platform.python_version(), "cpu_count": os.cpu_count(), "weights": "random init",
+                  "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                   "timing": "interleaved; ratios from the best of the repeats (wall: ratios, CPU: cpu_ratios)"},
         "targets": TARGETS,
     }
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.all_methods:
         report["all_methods"] = bench_all_methods(args, device)
     save_json(args.out, report)
+    refresh_for(args.out)
     print(f"targets met (wall): {met['ratios']}, (CPU time): {met['cpu_ratios']}; wrote {args.out}")
     return report
 

@@ -24,10 +24,40 @@ README = REPO / "README.md"
 
 def _machine(report: dict) -> str:
     setup = report.get("setup", report)
-    where = f"{setup['model']} {setup['imsize']} px, " + (setup.get("gpu") or f"CPU, {setup.get('threads')} threads")
-    load = report.get("load_average_at_end")
-    return where + (f", load {load:.1f} on {setup.get('cpu_count')} cores" if load is not None and not setup.get(
-        "gpu") else "")
+    on_gpu = str(setup.get("device")).startswith("cuda")
+    where = f"{setup['model']} {setup['imsize']} px, " + (
+        setup.get("gpu") or ("GPU" if on_gpu else f"CPU, {setup.get('threads')} threads"))
+    load = report.get("load_average_at_end", (report.get("load_average") or [None])[0])
+    return where + (f", load {load:.1f} on {setup.get('cpu_count')} cores"
+                    if load is not None and not on_gpu else "")
+
+
+def training(reports: list[dict]) -> list[str]:
+    lines = ["| machine, batch | full fine-tuning step (`gap`) | `--freeze` / full (target <= 0.5) "
+             "| `ca` / `gap` (<= 1.05) | `--channels_last` | `--amp bf16` | both |", "|---|---|---|---|---|---|---|"]
+    for report in reports:
+        ratios = {label.split(" ")[0]: value for label, value in report["ratios"].items()}
+        lines.append(f"| {_machine(report)}, {report['batch']} | {report['median_step_seconds']['gap_full']:.3f} s "
+                     f"| **{ratios['freeze_over_full']:.2f}** | **{ratios['ca_over_gap']:.2f}** "
+                     f"| {_ratio(ratios['channels_last_speedup'])} faster | {_ratio(ratios['bf16_speedup'])} faster "
+                     f"| {_ratio(ratios['channels_last_bf16_speedup'])} faster |")
+    return lines
+
+
+def saliency(reports: list[dict]) -> list[str]:
+    lines = ["| model, machine, batch | forward | fast Grad-CAM (x forward, target <= 1.2) "
+             "| `pytorch_grad_cam.GradCAM` (x fast, target >= 2.5) | attention maps (x forward, <= 1.1) |",
+             "|---|---|---|---|---|"]
+    for report in reports:
+        for pool in ("gap", "ca"):
+            r = report[pool]
+            attention = (f"{r['attention']['best_s']:.4g} s ({_ratio(r['ratios']['attention_vs_forward'])})"
+                         if "attention" in r else "-")
+            lines.append(f"| `{pool}`, {_machine(report)}, {report['setup']['batch']} | {r['forward']['best_s']:.4g} s "
+                         f"| {r['fast_gradcam']['best_s']:.4g} s ({_ratio(r['ratios']['fast_vs_forward'])}) "
+                         f"| {r['package_gradcam']['best_s']:.4g} s ({_ratio(r['ratios']['package_vs_fast'])} slower) "
+                         f"| {attention} |")
+    return lines
 
 
 def _rate(value: float) -> str:
@@ -139,6 +169,8 @@ class Block:
 
 
 BLOCKS: dict[str, Block] = {
+    "training": Block(("training.json", "gpu/training_gpu.json"), training, "python -m bench.bench_training"),
+    "saliency": Block(("saliency.json", "gpu/saliency_gpu.json"), saliency, "python -m bench.bench_saliency"),
     "perchannel": Block(("perchannel.json", "gpu/perchannel_gpu.json"), perchannel, "python -m bench.bench_perchannel"),
     "metrics": Block(("metrics.json", "metrics_rise.json", "gpu/metrics_gpu.json", "gpu/metrics_gpu_rise.json"),
                      metrics, "python -m bench.bench_metrics"),

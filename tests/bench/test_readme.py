@@ -69,7 +69,7 @@ def test_every_block_renders_the_committed_results(sandbox):
         else:
             assert table.startswith(f"Not measured yet: `{block.command}`")
     gpu = json.loads((readme.RESULTS / "gpu" / "metrics_gpu.json").read_text())
-    assert f"| {gpu['gpu']}, reference |" in _block(text, "metrics")
+    assert f"| {gpu['model']} {gpu['imsize']} px, {gpu['gpu']}, reference |" in _block(text, "metrics")
 
 
 def test_unknown_block_is_a_one_line_error(capsys):
