@@ -18,6 +18,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name())"
 step 120 $PY -m bench.bench_training --device cuda --batch 128 --steps 10 --out "$OUT/training_gpu.json"
 step 120 $PY -m bench.bench_saliency --device cuda --batch 64 --repeats 5 --scorecam --out "$OUT/saliency_gpu.json"
+step 240 $PY -m bench.bench_saliency --device cuda --batch 64 --repeats 2 --all-methods \
+    --out "$OUT/saliency_gpu_all.json"
 step 120 $PY -m bench.bench_metrics --device cuda --images 64 --batch 2048 --amp bf16 --repeats 3 \
     --out "$OUT/metrics_gpu.json"
 step 60 $PY -m bench.bench_metrics --device cuda --images 16 --batch 2048 --amp bf16 --repeats 2 --protocol rise \

@@ -60,6 +60,30 @@ def saliency(reports: list[dict]) -> list[str]:
     return lines
 
 
+def all_methods(reports: list[dict]) -> list[str]:
+    """A row per method, a column per run of ``--all-methods``: ours / the package's where both engines exist."""
+    reports = [report for report in reports if "all_methods" in report]
+    if not reports:
+        return []
+    names = list(dict.fromkeys(key.removesuffix(" (package)") for r in reports for key in r["all_methods"]))
+    lines = ["| method | " + " | ".join(f"{_machine(r)}, batch {r['setup']['batch']}, maps/s" for r in reports) + " |",
+             "|---|" + "---|" * len(reports)]
+    for name in names:
+        cells = []
+        for report in reports:
+            timed = report["all_methods"]
+            ours, package = timed.get(name), timed.get(f"{name} (package)")
+            cell = "-" if ours is None else _rate(ours["maps_per_s"])
+            if package is not None:
+                cell += f" / {_rate(package['maps_per_s'])}"
+            if (ours or package or {}).get("images") == 1:
+                cell += " (one image)"
+            cells.append(cell)
+        both = any(f"{name} (package)" in r["all_methods"] for r in reports)
+        lines.append(f"| `{name}`{': ours / package' if both else ''} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
@@ -171,6 +195,8 @@ class Block:
 BLOCKS: dict[str, Block] = {
     "training": Block(("training.json", "gpu/training_gpu.json"), training, "python -m bench.bench_training"),
     "saliency": Block(("saliency.json", "gpu/saliency_gpu.json"), saliency, "python -m bench.bench_saliency"),
+    "all_methods": Block(("saliency.json", "gpu/saliency_gpu.json", "gpu/saliency_gpu_all.json"), all_methods,
+                         "python -m bench.bench_saliency --all-methods"),
     "perchannel": Block(("perchannel.json", "gpu/perchannel_gpu.json"), perchannel, "python -m bench.bench_perchannel"),
     "metrics": Block(("metrics.json", "metrics_rise.json", "gpu/metrics_gpu.json", "gpu/metrics_gpu_rise.json"),
                      metrics, "python -m bench.bench_metrics"),
@@ -188,6 +214,8 @@ def render(name: str, results: Path) -> str:
     if not found:
         return f"Not measured yet: `{block.command}` writes `bench/results/{block.files[0]}`.\n"
     lines = block.render([json.loads(file.read_text()) for file in found])
+    if not lines:
+        return f"Not measured yet: `{block.command}` writes `bench/results/{block.files[0]}`.\n"
     sources = ", ".join(f"`{file.relative_to(results).as_posix()}`" for file in found)
     return "\n".join(lines) + f"\n\nFrom {sources}.\n"
 

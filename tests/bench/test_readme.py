@@ -75,4 +75,4 @@ def test_every_block_renders_the_committed_results(sandbox):
 def test_unknown_block_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit):
         readme.main(["perchanel"])
-    assert "unknown block perchanel: expected one of perchannel, metrics" in capsys.readouterr().err
+    assert f"unknown block perchanel: expected one of {', '.join(readme.BLOCKS)}\n" in capsys.readouterr().err
