@@ -61,6 +61,14 @@ Saliency fast paths and forwards (utils/explain, utils/runtime/forward.py)
   (explain/test_fast_paths.py: test_gradient_cams_from_a_bf16_classification_forward)
 - a deep copy (EMA) of a model compiled with --compile: compiles its own backbone, never runs the original's
   (models/test_models.py: test_compiled_backbone_gives_the_same_logits_without_recompiling)
+
+Benchmarks and experiments (bench/, routines/experiments/)
+- python -m bench.readme with an unknown table name: one line naming it and the tables there are
+  (bench/test_readme.py: test_unknown_block_is_a_one_line_error)
+- a benchmark run written outside bench/results/ (a trial, a test): the README is left alone
+  (bench/test_readme.py: test_a_run_written_elsewhere_leaves_the_readme_alone)
+- a 224 px comparison published beside the 128 px one: only its own README block is rewritten
+  (routines/test_experiments.py: test_publish_rewrites_only_its_own_block)
 """
 from __future__ import annotations
 
