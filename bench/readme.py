@@ -60,6 +60,10 @@ def saliency(reports: list[dict]) -> list[str]:
     return lines
 
 
+def _maps_per_s(result: dict) -> str:
+    return _rate(result["maps_per_s"]) + (" (one image)" if result["images"] == 1 else "")
+
+
 def all_methods(reports: list[dict]) -> list[str]:
     """A row per method, a column per run of ``--all-methods``: ours / the package's where both engines exist."""
     reports = [report for report in reports if "all_methods" in report]
@@ -72,13 +76,8 @@ def all_methods(reports: list[dict]) -> list[str]:
         cells = []
         for report in reports:
             timed = report["all_methods"]
-            ours, package = timed.get(name), timed.get(f"{name} (package)")
-            cell = "-" if ours is None else _rate(ours["maps_per_s"])
-            if package is not None:
-                cell += f" / {_rate(package['maps_per_s'])}"
-            if (ours or package or {}).get("images") == 1:
-                cell += " (one image)"
-            cells.append(cell)
+            rates = [_maps_per_s(timed.get(key)) for key in (name, f"{name} (package)") if key in timed]
+            cells.append(" / ".join(rates) or "-")
         both = any(f"{name} (package)" in r["all_methods"] for r in reports)
         lines.append(f"| `{name}`{': ours / package' if both else ''} | " + " | ".join(cells) + " |")
     return lines
