@@ -2,8 +2,9 @@
 # GPU checks on one card: training-step ratios, saliency and insertion/deletion throughput (against the bare
 # forward too), the per-channel CAMs and FullGrad against the package, the profile of the fast gradient CAMs,
 # --compile, the paper-table estimate, and the whole pipeline (CUDA, bf16 autocast, DDP over NCCL through torchrun)
-# on the built-in dataset. Results and logs go to $OUT (default bench/results/gpu); each step has its own time limit
-# so one failure does not hide the others.
+# on the built-in dataset, and every method's maps/s. Results and logs go to $OUT (default bench/results/gpu); each
+# step has its own time limit so one failure does not hide the others. Written into bench/results/gpu, the results
+# refresh the README's tables; copied there from elsewhere, `python -m bench.readme` does.
 #     bash bench/gpu_checks.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
