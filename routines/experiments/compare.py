@@ -206,8 +206,8 @@ def main() -> None:
     parser.add_argument("--metrics_amp", choices=("none", "bf16"), default="none",
                         help="autocast of objrecon's metric forwards (bf16: curves within 1e-2 of float32)")
     parser.add_argument("--slow_amp", choices=("none", "bf16"), default="none",
-                        help="autocast of the slow methods' maps (Score-CAM's masked forwards: bf16 within the "
-                             "budget tests/explain/test_fast_paths.py holds it to); their metrics stay float32")
+                        help="autocast of the slow methods' maps (Score-CAM's masked forwards; bf16 is not yet within "
+                             "the budget of tests/explain/test_fast_paths.py); their metrics stay float32")
     parser.add_argument("--train_per_class", type=int, default=150, help="Fashion-MNIST training images per class")
     parser.add_argument("--val_per_class", type=int, default=30, help="Fashion-MNIST validation images per class")
     parser.add_argument("--block", default=None,
