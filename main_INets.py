@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mixup_switch_prob", type=float, default=0.5, help="probability of cutmix when both on")
     train.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none", help="autocast dtype (fp16 on CUDA only)")
     train.add_argument("--channels_last", action="store_true", help="NHWC memory format (faster convolutions)")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the backbone (compiled in the first steps: pays on long runs)")
     train.add_argument("--clip_grad", type=float, default=None, help="clip the gradient norm to this value")
     train.add_argument("--ema", action="store_true", help="keep an exponential moving average of the weights")
     train.add_argument("--ema_decay", type=float, default=0.9998)

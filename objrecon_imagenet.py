@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compute", action="store_true",
                     help=f"compute the maps even when saved files exist (default method: {DEFAULT_METHOD})")
     ev.add_argument("--engine", choices=ENGINES, default="auto",
-                    help="saliency engine when computing (see utils/explain)")
+                    help="saliency engine when computing: auto = this project's fast paths where they exist, "
+                         "package = pytorch-grad-cam (see utils/explain)")
     ev.add_argument("--save_maps", action="store_true",
                     help="also write computed maps as STORE_DIR/saliency_<method>.npz (the recognition format)")
     ev.add_argument("--protocol", choices=sorted(PROTOCOLS), default="reference",

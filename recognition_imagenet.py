@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "scorecam, ... (every pytorch-grad-cam CAM), attention, attention_mean, "
                                  "attention_product (the CA stream's own maps), random (baseline)")
     evaluation.add_argument("--engine", choices=ENGINES, default="auto",
-                            help="gradient CAMs: auto = this project's fast path, package = pytorch-grad-cam")
+                            help="gradient CAMs, Score-CAM, Ablation-CAM, FullGrad: auto = this project's fast "
+                                 "paths (same maps, forwards batched on the device), package = pytorch-grad-cam")
     add_forward_arguments(evaluation, amp_help="autocast dtype of the classification forward, which the fast "
                                                "gradient CAMs and the attention maps reuse (fp16: CUDA only)")
     evaluation.add_argument("--store_dir", default=None, help="output folder (default: Evaluation/<run folder name>)")

@@ -28,12 +28,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bench.readme import refresh_for
 from models import create_model
-from utils.explain import FAST_VARIANTS, available_methods, create_saliency
+from utils.explain import FAST_NAMES, available_methods, create_saliency
 from utils.runtime.io import save_json
 
 # one forward (or more) per channel of the target layer: 2048 for ResNet-50
 PER_CHANNEL_METHODS = ("scorecam", "ablationcam", "sess")
+# the package's FullGrad post-processes each image on the host: a batch of 64 takes minutes on a GPU
+ONE_IMAGE_IN_THE_PACKAGE = (*PER_CHANNEL_METHODS, "fullgrad")
 
 TARGETS = {"fast_vs_forward_max": 1.2, "package_vs_fast_min": 2.5, "attention_vs_forward_max": 1.1}
 
@@ -151,9 +154,9 @@ def bench_scorecam(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
-    """Maps per second of every method create_saliency knows, on the ``ca`` model (gradient CAMs through both
-    engines): a warm-up call on the same batch, then the best of two timed calls. The methods that run a
-    forward per channel of the target layer get one image and a single call."""
+    """Maps per second of every method create_saliency knows, on the ``ca`` model (those with a fast path through
+    both engines): a warm-up call on the same batch, then the best of two timed calls. The package's per-channel
+    methods and FullGrad get one image and a single call."""
     torch.manual_seed(0)
     model = create_model(args.model, pool="ca", num_classes=1000).to(device).eval()
     x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
@@ -161,8 +164,8 @@ def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
         targets = model(x).argmax(1)
     results = {}
     for name in tqdm(available_methods(), desc="methods"):
-        for engine in ("auto", "package") if name in FAST_VARIANTS else ("auto",):
-            slow = name in PER_CHANNEL_METHODS
+        for engine in ("auto", "package") if name in FAST_NAMES else ("auto",):
+            slow = name in (PER_CHANNEL_METHODS if engine == "auto" else ONE_IMAGE_IN_THE_PACKAGE)
             images = 1 if slow else args.batch
             with create_saliency(name, model, engine=engine) as method:
                 samples = time_interleaved({name: partial(method, x[:images], targets[:images])},
@@ -197,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         "setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "repeats": args.repeats,
                   "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                   "python": platform.python_version(), "cpu_count": os.cpu_count(), "weights": "random init",
+                  "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                   "timing": "interleaved; ratios from the best of the repeats (wall: ratios, CPU: cpu_ratios)"},
         "targets": TARGETS,
     }
@@ -232,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.all_methods:
         report["all_methods"] = bench_all_methods(args, device)
     save_json(args.out, report)
+    refresh_for(args.out)
     print(f"targets met (wall): {met['ratios']}, (CPU time): {met['cpu_ratios']}; wrote {args.out}")
     return report
 

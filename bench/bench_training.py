@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from bench.readme import refresh_for
 from models import create_model
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import save_json
@@ -104,6 +105,7 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "median_step_seconds": medians, "all_step_seconds": times, "ratios": ratios,
     })
+    refresh_for(Path(args.out))
     print(f"results: {args.out}")
 
 

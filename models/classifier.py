@@ -10,8 +10,9 @@ grad-cam requires); ``forward_with_attention`` also returns every block's attent
 """
 from __future__ import annotations
 
+import weakref
 from functools import partial
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -126,15 +127,36 @@ class CAStreamClassifier(nn.Module):
         handles = [self.backbone.get_submodule(name).register_forward_hook(partial(_store_output, captured, name))
                    for name in taps]
         try:
-            final = self.backbone.forward_features(x)
+            final = self._backbone_features()(x)
         finally:
             for handle in handles:
                 handle.remove()
         return captured, final
 
+    def compile(self, *args, **kwargs) -> None:
+        """``torch.compile`` of the backbone's feature extractor (``args``/``kwargs`` go to torch.compile), the
+        part of every forward that costs. The stream's taps stay hooks registered around the compiled function,
+        which Dynamo traces without recompiling (hooks registered inside compiled code break its graph), and the
+        head stays eager. Unlike ``nn.Module.compile``, parameter names and deep copies (EMA) are unaffected: a
+        copy compiles its own backbone when it first runs."""
+        self._compile_options = (args, kwargs)
+        self._compiled_features = None
+
+    def _backbone_features(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        options = self.__dict__.get("_compile_options")
+        if options is None:
+            return self.backbone.forward_features
+        compiled = self.__dict__.get("_compiled_features")
+        # a deep copy shares the weak reference, which still names the original backbone: compile the copy's own
+        if compiled is None or compiled[0]() is not self.backbone:
+            compiled = (weakref.ref(self.backbone), torch.compile(self.backbone.forward_features, *options[0],
+                                                                  **options[1]))
+            self._compiled_features = compiled
+        return compiled[1]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (B, C, H, W), as timm's ``forward_features``."""
-        return self.backbone.forward_features(x)
+        return self._backbone_features()(x)
 
     def forward_feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every feature map the pooling head reads, shallow to deep (only the last one for ``gap``)."""
@@ -152,13 +174,34 @@ class CAStreamClassifier(nn.Module):
         token, attentions = self.stream(feature_maps)
         return self.backbone.forward_head(token[:, :, None, None], pre_logits=pre_logits), attentions
 
+    def head_of_last_map(self, feature_maps: Sequence[torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor],
+                                                                                  torch.Tensor]:
+        """The head as a function of the last feature map alone: ``head(last, owners)`` gives the logits of the maps
+        ``last`` (N, C, h, w), row ``n`` pooled with the earlier maps of image ``owners[n]`` of ``feature_maps``.
+
+        Equals ``forward_head`` with the earlier maps repeated per row, without repeating them: what the stream
+        computes before its last block is computed here once per image (the per-channel CAMs evaluate the head on
+        thousands of variants of one image's last map).
+        """
+        if self.stream is None:
+            return lambda last, owners: self.backbone.forward_head(last)
+        earlier = list(feature_maps[:-1])
+        token = self.stream.initial_token(feature_maps[-1].shape[0], feature_maps[-1].dtype)
+        token, _ = self.stream.run_blocks(earlier, token)
+        last_block = len(earlier)
+
+        def head(last: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+            final, _ = self.stream.run_blocks([last], token[owners].to(last.dtype), last_block)
+            return self.backbone.forward_head(final[:, :, None, None])
+        return head
+
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, classes) and each CA block's post-softmax attention (B, heads, H_k, W_k)."""
         return self.forward_head(self.forward_feature_maps(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stream is None:
-            return self.backbone(x)
+        if self.stream is None:  # timm's own forward: forward_features, then forward_head
+            return self.backbone.forward_head(self.forward_features(x))
         return self.forward_with_attention(x)[0]
 
     @property

@@ -100,9 +100,22 @@ class CAStream(nn.Module):
         """Returns the final token (B, dims[-1]) and each block's attention (B, heads, H_k, W_k)."""
         if len(features) != len(self.blocks):
             raise ValueError(f"the stream has {len(self.blocks)} blocks but got {len(features)} feature maps")
-        token = self.token.expand(features[0].shape[0], -1).to(features[0].dtype)
+        return self.run_blocks(features, self.initial_token(features[0].shape[0], features[0].dtype))
+
+    def initial_token(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        """The learned token (batch, dims[0]) that enters the first block."""
+        return self.token.expand(batch, -1).to(dtype)
+
+    def run_blocks(self, features: Sequence[torch.Tensor], token: torch.Tensor,
+                   first: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Blocks ``first`` .. ``first + len(features) - 1`` from ``token``: the stream in pieces, e.g. everything
+        before the last block once per image, then the last block on many variants of the last feature map."""
+        blocks = self.blocks[first:first + len(features)]
+        if len(blocks) != len(features):
+            raise ValueError(f"the stream has {len(self.blocks)} blocks: {len(features)} feature maps from block "
+                             f"{first} do not fit")
         attentions = []
-        for block, feature_map in zip(self.blocks, features):
+        for block, feature_map in zip(blocks, features):
             token, attn = block(feature_map, token)
             attentions.append(attn)
         return token, attentions

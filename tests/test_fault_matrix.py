@@ -62,6 +62,26 @@ Reports (report.html, compare.html)
   (evaluation/test_report_html.py: test_report_images_flag)
 - no browser installed: the browser tests skip with the reason, except in CI (env CI), where they fail
   (evaluation/test_report_html.py: browser)
+
+Saliency fast paths and forwards (utils/explain, utils/runtime/forward.py)
+- a chunk of Score-CAM / Ablation-CAM forwards, or of any ForwardSettings.chunked workload, that runs out of GPU
+  memory: split in halves until it fits, the same maps; a single row that does not fit: the error stands
+  (explain/test_fast_paths.py: test_per_channel_chunks_that_run_out_of_memory_are_split; runtime/test_forward.py)
+- a per-channel batch_size below 1, a target layer that does not run in the forward, FullGrad given a target layer,
+  --engine fast for a method without a fast path: one line naming the value (explain/test_fast_paths.py:
+  test_fast_path_errors_name_the_value, explain/test_saliency.py: test_registry)
+- a bf16 classification forward (recognition --amp bf16) feeding the gradient CAMs: their head runs in float32
+  (explain/test_fast_paths.py: test_gradient_cams_from_a_bf16_classification_forward)
+- a deep copy (EMA) of a model compiled with --compile: compiles its own backbone, never runs the original's
+  (models/test_models.py: test_compiled_backbone_gives_the_same_logits_without_recompiling)
+
+Benchmarks and experiments (bench/, routines/experiments/)
+- python -m bench.readme with an unknown table name: one line naming it and the tables there are
+  (bench/test_readme.py: test_unknown_block_is_a_one_line_error)
+- a benchmark run written outside bench/results/ (a trial, a test): the README is left alone
+  (bench/test_readme.py: test_a_run_written_elsewhere_leaves_the_readme_alone)
+- a 224 px comparison published beside the 128 px one: only its own README block is rewritten
+  (routines/test_experiments.py: test_publish_rewrites_only_its_own_block)
 """
 from __future__ import annotations
 

@@ -10,12 +10,14 @@ stream gains and loses most; open it in a browser).
 
     python -m routines.experiments.compare --dataset builtin --seeds 0 1
     python -m routines.experiments.compare --dataset fashion_mnist --seeds 0 1     # installs the Debian data
+    python -m routines.experiments.compare --dataset builtin --imsize 224 --block builtin_224   # 7x7 maps
 Rerunning regenerates the table; finished steps (their output files exist) are reused unless --fresh.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -78,6 +80,8 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
     folder = args.out / f"seed{seed}"
     common = ["--model", args.backbone, "--imsize", str(args.imsize), "--seed", str(seed), "--workers", "0",
               "--batch_size", str(args.batch_size), *train_data]
+    if args.train_amp != "none":
+        common += ["--amp", args.train_amp, "--channels_last"]
     steps = {
         "gap": ["main_INets.py", *common, "--epochs", str(args.epochs), "--store_dir", str(folder / "gap")],
         "ca": ["main_INets.py", *common, "--epochs", str(args.stream_epochs), "--pool", "ca", "--freeze",
@@ -92,10 +96,11 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
         methods = [m for m in args.methods if pool == "ca" or not m.startswith("attention")]
         # Score-CAM costs one forward per channel of the target layer (1280 for EfficientNet-Lite0): on a CPU it
         # gets a smaller seeded subset of the images, scored in its own folder
-        groups = {f"eval_{pool}": ([m for m in methods if m not in args.slow_methods], args.eval_fraction),
-                  f"eval_{pool}_slow": ([m for m in methods if m in args.slow_methods], args.slow_fraction)}
+        groups = {f"eval_{pool}": ([m for m in methods if m not in args.slow_methods], args.eval_fraction, "none"),
+                  f"eval_{pool}_slow": ([m for m in methods if m in args.slow_methods], args.slow_fraction,
+                                        args.slow_amp)}
         results[pool] = {"metrics": {}, "curves": {}, "images": {}, "folders": []}
-        for name, (group, fraction) in groups.items():
+        for name, (group, fraction, amp) in groups.items():
             if not group:
                 continue
             evaluation = EvaluationFolder(folder / name)
@@ -103,10 +108,11 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
                 run(["recognition_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation.path),
                      "--batch_size", str(args.batch_size), "--fraction", str(fraction), "--seed", "0",
                      "--salient", "--method", *group, "--n_overlays", "8", "--workers", "0", "--channels_last",
-                     *eval_data], evaluation.path / "recognition.log")
+                     "--amp", amp, *eval_data], evaluation.path / "recognition.log")
             if args.fresh or not evaluation.summary.is_file():
                 run(["objrecon_imagenet.py", "--state_root", str(folder / pool), "--store_dir", str(evaluation.path),
                      "--batch_size", str(args.batch_size), "--method", *group, "--label", pool, "--channels_last",
+                     "--amp", args.metrics_amp,
                      *eval_data], evaluation.path / "objrecon.log")
             classification = json.loads(evaluation.classification.read_text())
             summary = json.loads(evaluation.summary.read_text())
@@ -165,20 +171,22 @@ def mean_curves(per_seed: dict[int, dict], methods: list[str]) -> dict[str, dict
             for mode in CURVE_METRICS}
 
 
-def publish(out: Path, folder: Path, dataset: str) -> None:
-    """Copies the table, its data and the plot to ``folder`` and rewrites the README's block for this dataset
-    (between ``<!-- results:<dataset> -->`` and ``<!-- /results:<dataset> -->``), so the table is never typed."""
+def publish(out: Path, folder: Path, block: str, readme: Path = REPO / "README.md") -> None:
+    """Copies the table, its data and the plot to ``folder`` and rewrites the README's block ``block`` (between
+    ``<!-- results:<block> -->`` and ``<!-- /results:<block> -->``) with the table and the plot, so the table is
+    never typed."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("results.md", "results.csv", "results.json", "curves.png"):
         shutil.copyfile(out / name, folder / name)
-    readme = REPO / "README.md"
-    begin, end = f"<!-- results:{dataset} -->", f"<!-- /results:{dataset} -->"
+    begin, end = f"<!-- results:{block} -->", f"<!-- /results:{block} -->"
     text = readme.read_text()
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
-        atomic_write_text(readme, f"{head}{begin}\n{(out / 'results.md').read_text()}{end}{tail}")
-        print(f"README.md: results of {dataset} refreshed")
+        plot = os.path.relpath(folder / "curves.png", readme.parent)
+        content = f"{(out / 'results.md').read_text()}\n![insertion and deletion, {block}]({plot})\n"
+        atomic_write_text(readme, f"{head}{begin}\n{content}{end}{tail}")
+        print(f"{readme.name}: results of {block} refreshed")
 
 
 def main() -> None:
@@ -186,7 +194,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("builtin", "fashion_mnist"), default="builtin")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
-    parser.add_argument("--imsize", type=int, default=128, help="128 px gives EfficientNet-Lite0 4x4 feature maps")
+    parser.add_argument("--imsize", type=int, default=128,
+                        help="128 px gives EfficientNet-Lite0 4x4 feature maps, 224 px 7x7 (the poster's ResNet-50's)")
     parser.add_argument("--epochs", type=int, default=4, help="GAP fine-tuning epochs")
     parser.add_argument("--stream_epochs", type=int, default=4, help="CA stream epochs (frozen backbone)")
     parser.add_argument("--stream_lr", type=float, default=3e-3)
@@ -196,14 +205,26 @@ def main() -> None:
     parser.add_argument("--slow_methods", nargs="*", default=["scorecam"],
                         help="methods scored on --slow_fraction of the validation set only")
     parser.add_argument("--slow_fraction", type=float, default=0.1)
+    parser.add_argument("--train_amp", choices=("none", "bf16"), default="none",
+                        help="autocast (with channels_last) of both trainings")
+    parser.add_argument("--metrics_amp", choices=("none", "bf16"), default="none",
+                        help="autocast of objrecon's metric forwards (bf16: curves within 1e-2 of float32)")
+    parser.add_argument("--slow_amp", choices=("none", "bf16"), default="none",
+                        help="autocast of the slow methods' maps (Score-CAM's masked forwards; bf16 is not yet within "
+                             "the budget of tests/explain/test_fast_paths.py); their metrics stay float32")
     parser.add_argument("--train_per_class", type=int, default=150, help="Fashion-MNIST training images per class")
     parser.add_argument("--val_per_class", type=int, default=30, help="Fashion-MNIST validation images per class")
-    parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments/<dataset>")
+    parser.add_argument("--block", default=None,
+                        help="name of this experiment: its default --out folder and its README block "
+                             "(default: the dataset's name)")
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments/<block>")
     parser.add_argument("--fresh", action="store_true", help="rerun every step even when its outputs exist")
     parser.add_argument("--publish", type=Path, default=None,
-                        help="copy results.md/csv/json and curves.png here and refresh the README's table")
+                        help="copy results.md/csv/json and curves.png here and refresh the README's block")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="the README --publish refreshes")
     args = parser.parse_args()
-    args.out = args.out or REPO / "runs" / "experiments" / args.dataset
+    args.block = args.block or args.dataset
+    args.out = args.out or REPO / "runs" / "experiments" / args.block
     if args.fresh and args.out.exists():
         shutil.rmtree(args.out)
     train_data, eval_data = dataset_flags(args)
@@ -215,6 +236,11 @@ def main() -> None:
     minutes = sum(float(f.read_text()) for f in args.out.rglob("*.seconds")) / 60
     title = (f"{args.dataset}, {args.backbone} at {args.imsize}px, seeds {' '.join(map(str, args.seeds))}, "
              f"{minutes:.1f} min")
+    in_bf16 = [what for what, amp in (("training", args.train_amp), (f"{' '.join(args.slow_methods)} maps",
+                                                                     args.slow_amp),
+                                      ("metric forwards", args.metrics_amp)) if amp != "none"]
+    if in_bf16:
+        title += f", bf16 autocast: {', '.join(in_bf16)}"
     write_csv(args.out / "results.csv", rows)
     save_json(args.out / "results.json", {"setup": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
                                           "per_seed": {str(s): {p: {k: v for k, v in r.items() if k != "curves"}
@@ -228,7 +254,7 @@ def main() -> None:
     page = write_compare_page(args.out, [folder for pool in ("gap", "ca") for result in per_seed.values()
                                          for folder in result[pool]["folders"]])
     if args.publish:
-        publish(args.out, args.publish, args.dataset)
+        publish(args.out, args.publish, args.block, args.readme)
     print((args.out / "results.md").read_text())
     print(f"results: {args.out} (open {page})")
 

@@ -13,8 +13,10 @@ from utils.explain import (
     PACKAGE_HELPERS,
     UNSUPPORTED_REASONS,
     AttentionMaps,
+    FastFullGrad,
     FastGradientCAM,
     GradCamPackageMethod,
+    PerChannelCAM,
     RandomMap,
     SaliencyMethod,
     available_methods,
@@ -329,12 +331,14 @@ def test_registry():
     assert create_saliency("gradcampp", model).variant == "gradcam++"
     assert create_saliency("GradCAMPlusPlus", model).name == "gradcam++"
     assert isinstance(create_saliency("gradcam", model, engine="package"), GradCamPackageMethod)
-    assert isinstance(create_saliency("scorecam", model, batch_size=8), GradCamPackageMethod)
+    assert isinstance(create_saliency("scorecam", model, batch_size=8), PerChannelCAM)
+    assert isinstance(create_saliency("scorecam", model, engine="package", batch_size=8), GradCamPackageMethod)
+    assert isinstance(create_saliency("fullgrad", model), FastFullGrad)
     assert create_saliency("attention", model).describe()["resolution"] == "last CA block's grid"
     with pytest.raises(ValueError, match=r"unknown saliency method 'gradcum'.*gradcam\+\+.*attention_product"):
         create_saliency("gradcum", model)
-    with pytest.raises(ValueError, match="no fast path for 'scorecam'"):
-        create_saliency("scorecam", model, engine="fast")
+    with pytest.raises(ValueError, match="no fast path for 'eigencam'"):
+        create_saliency("eigencam", model, engine="fast")
     with pytest.raises(ValueError, match="one target per image"):
         create_saliency("gradcam", model)(torch.randn(2, 3, 32, 32), torch.tensor([1]))
     with pytest.raises(ValueError, match=r"class indices in \[0, 10\)"):

@@ -267,3 +267,51 @@ def test_stream_linears_are_initialised_as_the_reference(name):
             assert not linear.bias.any()
         else:
             assert linear.bias.any()
+
+
+@pytest.mark.parametrize("pool", ["gap", "ca", "ca_last"])
+def test_head_of_last_map_equals_the_head_with_repeated_earlier_maps(pool):
+    """What the per-channel CAMs evaluate: the head on variants of one image's last map, the stream's earlier
+    blocks run once per image."""
+    torch.manual_seed(0)
+    model = create_model("resnet18", pool=pool, num_classes=10, channels=(8, 16, 32, 64), stem_width=8).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        feature_maps = model.forward_feature_maps(x)
+        owners = torch.tensor([1, 0, 1, 1])
+        variants = feature_maps[-1][owners] * torch.rand(4, 1, 1, 1)
+        got = model.head_of_last_map(feature_maps)(variants, owners)
+        want, _ = model.forward_head([m[owners] for m in feature_maps[:-1]] + [variants])
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="the stream has 5 blocks: 2 feature maps from block 4 do not fit"):
+        create_model("resnet18", pool="ca", channels=(8, 16, 32, 64), stem_width=8).stream.run_blocks(
+            [torch.zeros(2, 64, 2, 2)] * 2, torch.zeros(2, 64), 4)
+
+
+def test_compiled_backbone_gives_the_same_logits_without_recompiling():
+    """model.compile(): the backbone's features compiled, the stream's taps hooks around them (traced without a
+    recompile per call); parameter names unchanged; a deep copy (EMA) compiles its own backbone."""
+    import copy
+
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", pool="ca", num_classes=10, channels=(8, 16, 32, 64), stem_width=8).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = model(x)
+        names = list(model.state_dict())
+        model.compile(backend="eager")
+        counters.clear()
+        for _ in range(3):
+            assert torch.allclose(model(x), want, atol=1e-6)
+        assert counters["stats"]["unique_graphs"] == 1
+        assert list(model.state_dict()) == names
+        twin = copy.deepcopy(model)
+        for parameter in twin.parameters():
+            parameter.mul_(1.5)
+        assert not torch.allclose(twin(x), want, atol=1e-3) and torch.allclose(model(x), want, atol=1e-6)
+        gap = create_model("resnet18", pool="gap", num_classes=10, channels=(8, 16, 32, 64), stem_width=8).eval()
+        plain = gap(x)
+        gap.compile(backend="eager")
+        assert torch.allclose(gap(x), plain, atol=1e-6)

@@ -1,4 +1,5 @@
-"""The paper's comparison, shrunken (one seed, one epoch, a few images): every cell of the table is filled."""
+"""The paper's comparison, shrunken (one seed, one epoch, a few images): every cell of the table is filled; its
+publication into the README's block of that experiment."""
 import json
 import math
 import subprocess
@@ -6,17 +7,23 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+# the speed knobs of the *_224.sh scripts: bf16 autocast for training, Score-CAM's masked forwards, the metrics
+BF16_KNOBS = ["--train_amp", "bf16", "--slow_amp", "bf16", "--metrics_amp", "bf16"]
+
+
 @pytest.mark.slow
-def test_shrunken_comparison_fills_every_cell(tmp_path):
+@pytest.mark.parametrize("knobs", [[], BF16_KNOBS], ids=["fp32", "bf16"])
+def test_shrunken_comparison_fills_every_cell(tmp_path, knobs):
     out = tmp_path / "experiment"
     result = subprocess.run(
         [sys.executable, "-m", "routines.experiments.compare", "--dataset", "builtin", "--seeds", "0", "--epochs", "1",
          "--stream_epochs", "1", "--imsize", "64", "--eval_fraction", "0.05", "--slow_fraction", "0.02",
-         "--out", str(out)],
+         "--out", str(out), *knobs],
         cwd=REPO, capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())["rows"]
@@ -35,3 +42,31 @@ def test_shrunken_comparison_fills_every_cell(tmp_path):
     seconds = sorted(out.rglob("*.seconds"))
     assert len(seconds) == 2 + 2 * 2 * 2, seconds  # 2 trainings, (recognition + objrecon) x 2 pools x 2 subsets
     assert all(float(f.read_text()) > 0 for f in seconds)
+    amp = "bf16" if knobs else "none"
+    assert yaml.safe_load((out / "seed0" / "ca" / "args.yaml").read_text())["amp"] == amp
+    for pool in ("gap", "ca"):
+        assert json.loads((out / "seed0" / f"eval_{pool}" / "classification.json").read_text())["amp"] == "none"
+        assert json.loads((out / "seed0" / f"eval_{pool}_slow" / "classification.json").read_text())["amp"] == amp
+        summary = json.loads((out / "seed0" / f"eval_{pool}" / "summary.json").read_text())
+        assert summary["protocol"]["precision"]["amp"] == amp
+    assert ("bf16 autocast: training, scorecam maps, metric forwards" in table) == bool(knobs)
+
+
+def test_publish_rewrites_only_its_own_block(tmp_path):
+    """builtin_224 beside builtin: the table and the plot land in the experiment's own block, the rest stays."""
+    from routines.experiments.compare import publish
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("results.csv", "results.json", "curves.png"):
+        (out / name).write_text(name)
+    (out / "results.md").write_text("| table of 224 |\n")
+    readme = tmp_path / "README.md"
+    before = "intro\n<!-- results:builtin -->\nold 128\n<!-- /results:builtin -->\n"
+    readme.write_text(before + "<!-- results:builtin_224 -->\nnot run yet\n<!-- /results:builtin_224 -->\nend\n")
+    publish(out, tmp_path / "assets" / "builtin_224", "builtin_224", readme)
+    assert readme.read_text() == before + (
+        "<!-- results:builtin_224 -->\n| table of 224 |\n\n"
+        "![insertion and deletion, builtin_224](assets/builtin_224/curves.png)\n"
+        "<!-- /results:builtin_224 -->\nend\n")
+    assert (tmp_path / "assets" / "builtin_224" / "results.json").read_text() == "results.json"

@@ -44,3 +44,6 @@ def add_forward_arguments(group: argparse._ArgumentGroup, amp_help: str) -> None
     group.add_argument("--amp", choices=tuple(AMP_DTYPES), default="none", help=amp_help)
     group.add_argument("--channels_last", action="store_true",
                        help="NHWC model weights and inputs: faster convolutions, the same results to rounding")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the backbone (compiled on the first batch of each shape: pays on "
+                            "long runs; see the README's Performance section)")

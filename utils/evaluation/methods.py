@@ -16,6 +16,7 @@ from utils.explain import (
     normalize_maps,
     reduce_attention,
 )
+from utils.runtime.forward import ForwardSettings
 
 
 def method_names(methods: Sequence[str]) -> list[str]:
@@ -27,12 +28,15 @@ def _is_own_method(name: str) -> bool:
     return name == "random" or name.startswith("attention")
 
 
-def build_methods(model: torch.nn.Module, names: Sequence[str], engine: str, seed: int) -> dict[str, SaliencyMethod]:
+def build_methods(model: torch.nn.Module, names: Sequence[str], engine: str, seed: int,
+                  forward: Optional[ForwardSettings] = None) -> dict[str, SaliencyMethod]:
+    """The methods ``names``; ``forward`` says how the fast paths' own forwards run (Score-CAM's masked images)."""
     methods = {}
     for name in names:
         kwargs: dict[str, Any] = {"seed": seed} if name == "random" else {}
         # --engine chooses how CAMs run; the stream's attention and the random baseline have one engine only.
-        methods[name] = create_saliency(name, model, engine="auto" if _is_own_method(name) else engine, **kwargs)
+        methods[name] = create_saliency(name, model, engine="auto" if _is_own_method(name) else engine,
+                                        forward=forward, **kwargs)
     return methods
 
 

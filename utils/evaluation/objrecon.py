@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> dict:
             _announce(notes, sources, rows, protocol, args, data, env.world_size)
         forward = forward_settings(args, device)
         forward.prepare_model(data.model, device)
-        built = build_methods(data.model, [s.method for s in sources if not s.from_file], args.engine, args.seed)
+        built = build_methods(data.model, [s.method for s in sources if not s.from_file], args.engine, args.seed,
+                              forward)
         for source in sources:
             source.saliency = built.get(source.method)
         masks_at = mask_root(data.dataset, rows)

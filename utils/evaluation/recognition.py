@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> dict:
     with distributed_session(args.use_gpu) as (env, device):
         forward = forward_settings(args, device)
         forward.prepare_model(data.model, device)
-        methods = build_methods(data.model, names, args.engine, args.seed)
+        methods = build_methods(data.model, names, args.engine, args.seed, forward)
         local = shard_rows(indices, args.batch_size, env.rank, env.world_size)
         with contextlib.ExitStack() as hooks:  # every method released, also on errors
             for method in methods.values():

@@ -76,7 +76,8 @@ def load_evaluation(args: argparse.Namespace, pretrained: bool = False) -> Evalu
 
 
 def forward_settings(args: argparse.Namespace, device: torch.device) -> ForwardSettings:
-    return ForwardSettings(device=device, amp=args.amp, channels_last=args.channels_last, chunk=args.batch_size)
+    return ForwardSettings(device=device, amp=args.amp, channels_last=args.channels_last, chunk=args.batch_size,
+                           compile=args.compile)
 
 
 def batches(dataset, rows: Sequence[int], batch_size: int, workers: int, forward: ForwardSettings,

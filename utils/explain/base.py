@@ -65,6 +65,19 @@ def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return parameter.device, parameter.dtype
 
 
+def produces_last_feature_map(model: nn.Module, layer: nn.Module, image: Tensor) -> bool:
+    """Whether ``layer``'s output is the last feature map of ``model`` (what its pooling head reads), found with one
+    forward of ``image`` (1, 3, H, W): the fast CAMs then need only the head, else the model runs whole."""
+    captured: list[Tensor] = []
+    handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        with torch.no_grad(), side_effect_free(model):
+            final = model.forward_features(image.to(model_device_dtype(model)[0]))
+    finally:
+        handle.remove()
+    return bool(captured) and captured[-1] is final
+
+
 @contextlib.contextmanager
 def side_effect_free(model: nn.Module):
     """Eval mode during the call; afterwards every module's mode and every parameter's .grad as before."""

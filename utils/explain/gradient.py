@@ -1,13 +1,23 @@
 """The gradient-family CAMs with one backbone forward: only the pooling head is differentiated."""
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import SaliencyMethod, Targets, normalize_maps, side_effect_free
+from utils.runtime.forward import ForwardSettings
+
+from .base import (
+    SaliencyMethod,
+    Targets,
+    model_device_dtype,
+    normalize_maps,
+    produces_last_feature_map,
+    side_effect_free,
+)
 from .package import GradCamPackageMethod
 
 FAST_VARIANTS: dict[str, str] = {  # fast-path variant -> the package class it reproduces
@@ -28,11 +38,16 @@ class FastGradientCAM(SaliencyMethod):
 
     When the target layer's output is not the last feature map (another ``target_layer``, or a family whose
     default target is followed by more layers), the call is delegated to the package.
+
+    ``forward.compile``: the head's forward, its backward and the CAM arithmetic are compiled into one graph
+    (``torch.compile``, tracing ``torch.autograd.grad``), so that they run as a few fused kernels instead of one
+    launch per operation (what costs on a GPU once the backbone is fast).
     """
 
     engine = "fast"
 
-    def __init__(self, model: nn.Module, variant: str = "gradcam", target_layer: Optional[nn.Module] = None) -> None:
+    def __init__(self, model: nn.Module, variant: str = "gradcam", target_layer: Optional[nn.Module] = None,
+                 forward: Optional[ForwardSettings] = None) -> None:
         super().__init__(model)
         if variant not in FAST_VARIANTS:
             raise ValueError(f"no fast path for '{variant}': fast variants are {', '.join(FAST_VARIANTS)}")
@@ -43,6 +58,9 @@ class FastGradientCAM(SaliencyMethod):
         # None until the first call finds out whether the target layer produces the last feature map.
         self.uses_fast_path: Optional[bool] = None if self.target_layer is model.cam_target_layer else False
         self._package: Optional[GradCamPackageMethod] = None
+        self._head_cam = self._eager_head_cam
+        if forward is not None and forward.compile:
+            self._head_cam = torch.compile(self._eager_head_cam)
 
     def close(self) -> None:
         self._package = None
@@ -73,25 +91,31 @@ class FastGradientCAM(SaliencyMethod):
         """Whether the target layer produces the last feature map (else the package runs); found out once, with a
         one-image forward."""
         if self.uses_fast_path is None:
-            captured: list[Tensor] = []
-            handle = self.target_layer.register_forward_hook(lambda module, args, output: captured.append(output))
-            try:
-                with torch.no_grad(), side_effect_free(self.model):
-                    final = self.model.forward_features(images[:1].to(next(self.model.parameters()).device))
-            finally:
-                handle.remove()
-            self.uses_fast_path = bool(captured) and captured[-1] is final
+            self.uses_fast_path = produces_last_feature_map(self.model, self.target_layer, images[:1])
         return self.uses_fast_path
 
     def _cam(self, feature_maps: Sequence[Tensor], targets: Optional[Tensor]) -> Tensor:
-        activations = feature_maps[-1].detach().requires_grad_()
+        # the head in the model's precision: the feature maps of a bf16 classification forward are bf16
+        dtype = model_device_dtype(self.model)[1]
+        with _tracing_autograd():
+            return self._head_cam([m.detach().to(dtype) for m in feature_maps], targets)
+
+    def _eager_head_cam(self, feature_maps: list[Tensor], targets: Optional[Tensor]) -> Tensor:
+        activations = feature_maps[-1].requires_grad_()
         with torch.enable_grad():
-            logits, _ = self.model.forward_head([m.detach() for m in feature_maps[:-1]] + [activations])
+            logits, _ = self.model.forward_head(feature_maps[:-1] + [activations])
             if targets is None:
                 targets = logits.argmax(dim=1)
             score = logits.gather(1, targets[:, None]).sum()
             (grads,) = torch.autograd.grad(score, activations)
         return gradient_cam(self.variant, activations.detach().float(), grads.float())
+
+
+def _tracing_autograd() -> contextlib.AbstractContextManager:
+    """Lets torch.compile trace torch.autograd.grad into the graph (a graph break otherwise) where torch knows how."""
+    if not hasattr(torch._dynamo.config, "trace_autograd_ops"):
+        return contextlib.nullcontext()
+    return torch._dynamo.config.patch(trace_autograd_ops=True)
 
 
 def gradient_cam(variant: str, activations: Tensor, grads: Tensor) -> Tensor:

@@ -32,10 +32,12 @@ CAVEATS: dict[str, str] = {
                 "biases (ConvNeXt's MLPs, the CA stream) are left out and the decomposition is incomplete there",
     "SESS": "forms its map at the input resolution (patch CAMs pasted back into image coordinates); "
             "12 scales by default, i.e. ~100 forward/backward passes per image",
-    "ScoreCAM": "one forward per channel of the target layer (2048 for ResNet-50); run one image at a time "
-                "because the package materialises channels x image for the whole batch",
+    "ScoreCAM": "one forward per channel of the target layer (2048 for ResNet-50); the package runs one image at "
+                "a time because it materialises channels x image for the whole batch (the default fast path takes "
+                "any batch)",
     "AblationCAM": "one forward per channel of the target layer; weights divide by the original score, so a "
-                   "negative target logit flips them",
+                   "negative target logit flips them; where the target layer's minimum is not 0 the package's "
+                   "ablation value depends on its inner batch (the fast path reproduces it)",
     "FinerCAM": "Grad-CAM of the target logit minus its 3 most similar classes (by logit distance, as the "
                 "package picks them): one extra forward to choose them",
     "RandomCAM": "random channel weights from numpy's global generator (not seeded): use 'random' for a "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -20,13 +21,15 @@ class ForwardSettings:
 
     ``device``: where inputs go (None: the model's own device). ``amp``: an :data:`AMP_DTYPES` key, the autocast
     dtype. ``channels_last``: NHWC inputs (convert the model too for the full speed-up). ``chunk``: the most
-    images forwarded at once by :meth:`logits` (a chunk that runs out of GPU memory is split further).
+    images forwarded at once by :meth:`logits` and :meth:`chunked` (a chunk that runs out of GPU memory is split
+    further). ``compile``: :meth:`prepare_model` compiles the model with ``torch.compile`` (``model.compile()``).
     """
 
     device: Optional[torch.device] = None
     amp: str = "none"
     channels_last: bool = False
     chunk: int = 64
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.amp not in AMP_DTYPES:
@@ -60,27 +63,37 @@ class ForwardSettings:
 
     def prepare_model(self, model: nn.Module, device: torch.device) -> nn.Module:
         model.to(device)
+        if self.compile:
+            model.compile()
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """float32 logits of ``images`` under ``inference_mode``, at most ``chunk`` images per forward (float32 before
         any softmax, so that bf16 logits do not quantise the probabilities)."""
         device = self.device_for(model)
-        with torch.inference_mode():
-            return torch.cat([self._split_on_oom(model, images[start:start + self.chunk].to(device), device)
-                              for start in range(0, images.shape[0], self.chunk)])
+        return self.chunked(images.shape[0], lambda start, stop: model(self.prepare(images[start:stop], device)),
+                            device)
 
-    def _split_on_oom(self, model: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """One forward; a chunk that runs out of GPU memory is split in halves (recursively), so a large chunk means
-        "the largest that fits" and the results do not depend on it."""
+    def chunked(self, rows: int, run: Callable[[int, int], torch.Tensor], device: torch.device) -> torch.Tensor:
+        """``run(start, stop)`` (the float32 results of rows ``start:stop``, built and forwarded on ``device``) over
+        rows ``0:rows``, concatenated: at most ``chunk`` rows per call, under ``inference_mode`` and this setting's
+        autocast. A chunk that runs out of GPU memory is split in halves (recursively), so a large chunk means "the
+        largest that fits" and the results do not depend on it."""
+        with torch.inference_mode():
+            parts = [self._split_on_oom(run, start, min(start + self.chunk, rows), device)
+                     for start in range(0, rows, self.chunk)]
+        return torch.cat(parts) if parts else torch.empty(0, device=device)
+
+    def _split_on_oom(self, run: Callable[[int, int], torch.Tensor], start: int, stop: int,
+                      device: torch.device) -> torch.Tensor:
         try:
             with self.autocast(device):
-                return model(self.prepare(images, device)).float()
+                return run(start, stop).float()
         except torch.cuda.OutOfMemoryError:
-            if images.shape[0] == 1:
+            if stop - start == 1:
                 raise
-        if images.is_cuda:
+        if device.type == "cuda":
             torch.cuda.empty_cache()
-        half = (images.shape[0] + 1) // 2
-        return torch.cat([self._split_on_oom(model, images[:half], device),
-                          self._split_on_oom(model, images[half:], device)])
+        middle = (start + stop + 1) // 2
+        return torch.cat([self._split_on_oom(run, start, middle, device),
+                          self._split_on_oom(run, middle, stop, device)])

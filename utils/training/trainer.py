@@ -60,10 +60,10 @@ class Trainer:
         data = build_training_data(args, mean, std, self.env.rank, self.env.world_size)
         self.train_set, self.val_set, num_classes = data.train, data.val, data.num_classes
         self.log(data.validation)
+        self.forward = ForwardSettings(device=self.device, amp=args.amp, channels_last=args.channels_last,
+                                       chunk=args.batch_size, compile=args.compile)
         self.model = self._build_model(num_classes)
         self.config = model_config(self.model, backbone_name, args.imsize, mean, std, data.class_names)
-        self.forward = ForwardSettings(device=self.device, amp=args.amp, channels_last=args.channels_last,
-                                       chunk=args.batch_size)
         self.train_loader = self._loader(self.train_set, train=True)
         self.val_loader = self._loader(self.val_set, train=False) if self.val_set is not None else None
         optimizer = build_optimizer(self.model, args)
@@ -89,8 +89,7 @@ class Trainer:
             self.log(f"--init_from: {report}")
         if args.freeze:
             model.freeze_backbone()
-        model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if args.channels_last else model
+        return self.forward.prepare_model(model, self.device)
 
     def _loader(self, dataset, train: bool) -> DataLoader:
         sampler = None

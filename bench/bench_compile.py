@@ -1,0 +1,112 @@
+"""``--compile`` (torch.compile of the backbone) against eager, measured in the same run on random-init models, for
+the three kinds of forward the scripts run: a training step (main_INets.py), recognition's classification forward
+(the feature maps the CAMs reuse) and a metric forward (objrecon's chunks).
+
+    python -m bench.bench_compile --model resnet50 --imsize 224 --batch 8
+    python -m bench.bench_compile --device cuda --batch 128 --out bench/results/gpu/compile_gpu.json
+
+The compiled model's first call compiles (reported as ``compile_s``, paid once per shape and process); then
+eager and compiled run interleaved ``--repeats`` times and the best step is kept. ``speedup`` = eager / compiled
+steady-state time; ``break_even_steps`` = how many steps the compilation takes to pay back. Writes JSON
+atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from bench.bench_saliency import time_interleaved
+from bench.readme import refresh_for
+from models import create_model
+from utils.runtime.forward import ForwardSettings
+from utils.runtime.io import save_json
+
+
+def workloads(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, forward: ForwardSettings,
+              device: torch.device) -> dict:
+    """name -> one step of that kind for ``model`` (a CA model; training steps the stream, as --freeze does)."""
+    optimizer = torch.optim.SGD(model.stream_parameters(), lr=1e-3)
+
+    def train_step() -> None:
+        model.train()
+        with forward.autocast(device):
+            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.eval()
+
+    def recognition_forward() -> None:
+        with torch.no_grad(), forward.autocast(device):
+            model.forward_head(model.forward_feature_maps(images))
+
+    return {"training_step": train_step, "recognition_forward": recognition_forward,
+            "metric_forward": lambda: forward.logits(model, images)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--imsize", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/compile.json"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    images = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device).contiguous(
+        memory_format=torch.channels_last)
+    labels = torch.randint(0, 1000, (args.batch,), device=device)
+    runs, compile_seconds = {}, {}
+    for label, compiled in (("eager", False), ("compiled", True)):
+        torch.manual_seed(0)
+        forward = ForwardSettings(device=device, amp=args.amp, channels_last=True, chunk=args.batch, compile=compiled)
+        model = create_model(args.model, pool="ca", num_classes=1000)
+        model.freeze_backbone()
+        forward.prepare_model(model, device).eval()
+        for name, step in workloads(model, images, labels, forward, device).items():
+            if compiled:
+                start = time.perf_counter()
+                step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                compile_seconds[name] = time.perf_counter() - start
+                print(f"  {name}: compiled in {compile_seconds[name]:.1f} s", flush=True)
+            runs[f"{name}/{label}"] = step
+    times = time_interleaved(runs, args.repeats, device)
+    results = {}
+    for name in compile_seconds:
+        eager = min(wall for wall, _ in times[f"{name}/eager"])
+        compiled = min(wall for wall, _ in times[f"{name}/compiled"])
+        saved = eager - compiled
+        results[name] = {"eager_s": round(eager, 4), "compiled_s": round(compiled, 4),
+                         "compile_s": round(compile_seconds[name], 1), "speedup": round(eager / compiled, 3),
+                         "break_even_steps": math.ceil(compile_seconds[name] / saved) if saved > 0 else None}
+        r = results[name]
+        print(f"{name:20s} eager {r['eager_s']:.3f} s, compiled {r['compiled_s']:.3f} s: x{r['speedup']:.2f} "
+              f"(compiling took {r['compile_s']:.0f} s: "
+              + (f"pays after {r['break_even_steps']} steps)" if r["break_even_steps"] else "never pays)"), flush=True)
+    report = {"setup": {"model": args.model, "pool": "ca", "imsize": args.imsize, "batch": args.batch, "amp": args.amp,
+                        "channels_last": True, "repeats": args.repeats, "device": str(device),
+                        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                        "torch": torch.__version__, "python": platform.python_version(),
+                        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+              "results": results, "load_average_at_end": os.getloadavg()[0]}
+    save_json(args.out, report)
+    refresh_for(args.out)
+    print(f"load average {report['load_average_at_end']:.1f} on {os.cpu_count()} cores; wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

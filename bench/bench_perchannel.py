@@ -1,0 +1,112 @@
+"""The per-channel CAMs (Score-CAM, Ablation-CAM) and FullGrad: this project's fast paths against pytorch-grad-cam,
+measured in the same run on a random-init model (nothing downloaded).
+
+    python -m bench.bench_perchannel --model resnet50 --imsize 224 --images 1
+    python -m bench.bench_perchannel --device cuda --images 64 --chunk 1024 --out bench/results/gpu/perchannel_gpu.json
+
+Timed per method: the package as the adapter runs it (``engine='package'``: NCHW float32, Score-CAM one image at a
+time, inner batch 64), and the fast path in float32 and under bf16 autocast, both channels_last, ``--chunk`` rows
+per forward. Score-CAM and Ablation-CAM run on ``--images`` images (one forward per channel of the target layer
+each: 2048 for ResNet-50), FullGrad on ``--fullgrad-images``. Methods run interleaved ``--repeats`` times (best
+kept). Maps are compared: fast float32 against the package (the equality tests' bound is 1e-4) and bf16 against
+float32 (Score-CAM's budget is tested in tests/explain/test_fast_paths.py). Targets on the CPU: Score-CAM and
+Ablation-CAM fp32 >= 1.5x, bf16 >= 3x the package; GPU: >= 10x. Writes a JSON report atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from bench.bench_saliency import summary, time_interleaved
+from bench.readme import refresh_for
+from models import create_model
+from utils.explain import create_saliency
+from utils.runtime.forward import ForwardSettings
+from utils.runtime.io import save_json
+
+METHODS = ("scorecam", "ablationcam", "fullgrad")
+TARGETS = {"cpu": {"fp32": 1.5, "bf16": 3.0}, "cuda": {"fp32": 10.0, "bf16": 10.0}}
+
+
+def bench_method(name: str, model: torch.nn.Module, model_cl: torch.nn.Module, images: torch.Tensor,
+                 targets: torch.Tensor, args: argparse.Namespace, device: torch.device) -> dict:
+    engines = {
+        "package": create_saliency(name, model, engine="package"),
+        "fast_fp32": create_saliency(name, model_cl, forward=ForwardSettings(chunk=args.chunk, channels_last=True)),
+        "fast_bf16": create_saliency(name, model_cl, forward=ForwardSettings(chunk=args.chunk, channels_last=True,
+                                                                             amp="bf16")),
+    }
+    maps: dict[str, torch.Tensor] = {}
+
+    def run(engine: str):
+        return lambda: maps.__setitem__(engine, engines[engine](images, targets))
+
+    # no warm-up round for the package's per-channel methods: one call takes minutes on a CPU
+    slow = name != "fullgrad" and device.type == "cpu"
+    times = time_interleaved({engine: run(engine) for engine in engines}, args.repeats, device, warm_up=not slow)
+    result = {engine: summary(samples, images.shape[0]) for engine, samples in times.items()}
+    package_s = result["package"]["best_s"]
+    result["speedup_vs_package"] = {engine: round(package_s / result[engine]["best_s"], 2)
+                                    for engine in ("fast_fp32", "fast_bf16")}
+    result["max_abs_diff_fp32_vs_package"] = float((maps["fast_fp32"] - maps["package"]).abs().max())
+    result["max_abs_diff_bf16_vs_fp32"] = float((maps["fast_bf16"] - maps["fast_fp32"]).abs().max())
+    result["mean_abs_diff_bf16_vs_fp32"] = float((maps["fast_bf16"] - maps["fast_fp32"]).abs().mean())
+    result["images"] = images.shape[0]
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--pool", default="ca", choices=["gap", "ca"])
+    parser.add_argument("--imsize", type=int, default=224)
+    parser.add_argument("--images", type=int, default=1, help="images for Score-CAM and Ablation-CAM")
+    parser.add_argument("--fullgrad-images", type=int, default=8)
+    parser.add_argument("--chunk", type=int, default=64, help="rows (image, channel) per forward of the fast path")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/perchannel.json"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = create_model(args.model, pool=args.pool, num_classes=1000).to(device).eval()
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    images = torch.randn(max(args.images, args.fullgrad_images), 3, args.imsize, args.imsize, device=device)
+    with torch.no_grad():
+        targets = model(images).argmax(1)
+    report: dict = {"setup": {"model": args.model, "pool": args.pool, "imsize": args.imsize, "chunk": args.chunk,
+                              "repeats": args.repeats, "device": str(device), "threads": torch.get_num_threads(),
+                              "torch": torch.__version__, "python": platform.python_version(),
+                              "cpu_count": os.cpu_count(), "weights": "random init",
+                              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+                    "targets": TARGETS[device.type]}
+    for name in args.methods:
+        count = args.fullgrad_images if name == "fullgrad" else args.images
+        result = bench_method(name, model, model_cl, images[:count], targets[:count], args, device)
+        report[name] = result
+        speedups = result["speedup_vs_package"]
+        print(f"{name}: package {result['package']['maps_per_s']:.4g} maps/s, fast fp32 "
+              f"{result['fast_fp32']['maps_per_s']:.4g} (x{speedups['fast_fp32']}), fast bf16 "
+              f"{result['fast_bf16']['maps_per_s']:.4g} (x{speedups['fast_bf16']}); |fp32 - package| "
+              f"{result['max_abs_diff_fp32_vs_package']:.1e}, |bf16 - fp32| max "
+              f"{result['max_abs_diff_bf16_vs_fp32']:.1e} mean {result['mean_abs_diff_bf16_vs_fp32']:.1e}",
+              flush=True)
+    report["load_average_at_end"] = os.getloadavg()[0]
+    save_json(args.out, report)
+    refresh_for(args.out)
+    print(f"targets ({device.type}): fp32 >= {TARGETS[device.type]['fp32']}x, bf16 >= {TARGETS[device.type]['bf16']}x "
+          f"the package; load average {report['load_average_at_end']:.1f} on {os.cpu_count()} cores; wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Where the fast gradient CAMs spend their time beyond a forward: a torch.profiler trace summary of a plain forward,
+the fast Grad-CAM path (eager) and the same with its head compiled (``ForwardSettings(compile=True)``), on
+random-init ResNet-50 ``gap`` and ``ca`` models.
+
+    python -m bench.profile_gradient                                  # CPU: bench/results/profile_gradient_cpu.*
+    python -m bench.profile_gradient --device cuda --batch 64         # GPU: bench/results/gpu/profile_gradient_cuda.*
+
+For each (pool, what) the summary records the wall time per call (best of ``--repeats`` after warm-up calls, the
+compiled head's compilation included in the warm-up), the ratio to the forward, the number of operator calls and,
+on a GPU, of kernel launches and the device time per call; the text file holds the profiler's table of the top
+operators by self time (device time on a GPU). Writes both atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from bench.readme import refresh_for
+from models import create_model
+from utils.explain import create_saliency
+from utils.runtime.forward import ForwardSettings
+from utils.runtime.io import atomic_write_text, save_json
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_seconds(run: Callable[[], object], repeats: int, device: torch.device) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def trace(run: Callable[[], object], calls: int, device: torch.device) -> tuple[dict, str]:
+    """Operator and kernel counts per call, and the profiler's table, over ``calls`` calls."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            run()
+        _sync(device)
+    events = prof.key_averages()
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = events.table(sort_by=sort_by, row_limit=25)
+    counts = {"operator_calls_per_call": sum(e.count for e in events if e.key.startswith("aten::")) / calls}
+    if device.type == "cuda":
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        counts["kernel_launches_per_call"] = len(kernels) / calls
+        counts["device_ms_per_call"] = sum(e.time_range.elapsed_us() for e in kernels) / 1000 / calls
+    return counts, table
+
+
+def profile_pool(pool: str, args: argparse.Namespace, device: torch.device, report: dict, tables: list[str]) -> dict:
+    """Timings and trace counts of the forward and the fast Grad-CAM (eager, compiled head) of one model."""
+    torch.manual_seed(0)
+    model = create_model(args.model, pool=pool, num_classes=1000).to(device).eval()
+    x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    eager = create_saliency("gradcam", model)
+    runs: dict[str, Callable[[], object]] = {"forward": lambda: model(x), "fast_gradcam": lambda: eager(x, targets)}
+    if not args.no_compile:
+        compiled = create_saliency("gradcam", model, forward=ForwardSettings(compile=True))
+        runs["fast_gradcam_compiled_head"] = lambda: compiled(x, targets)
+        report.setdefault("max_abs_diff_compiled_vs_eager", {})[pool] = float(
+            (compiled(x, targets) - eager(x, targets)).abs().max())
+    results = {}
+    with torch.no_grad():
+        for name, run in runs.items():
+            for _ in range(2):
+                run()  # warm-up (the compiled head compiles here)
+            results[name] = {"seconds": best_seconds(run, args.repeats, device)}
+            counts, table = trace(run, args.calls, device)
+            results[name].update(counts)
+            tables.append(f"### {pool} / {name}: {results[name]['seconds'] * 1000:.2f} ms per call\n{table}\n")
+    for name, result in results.items():
+        result["ratio_to_forward"] = round(result["seconds"] / results["forward"]["seconds"], 3)
+        print(f"[{pool}] {name:28s} {result['seconds'] * 1000:8.2f} ms  x{result['ratio_to_forward']:.2f} of a "
+              f"forward, {result['operator_calls_per_call']:.0f} operator calls"
+              + (f", {result['kernel_launches_per_call']:.0f} kernels ({result['device_ms_per_call']:.2f} ms "
+                 f"on the device)" if "kernel_launches_per_call" in result else ""), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--imsize", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=3, help="calls traced by the profiler")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the compiled head")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="file stem (default: bench/results/[gpu/]profile_gradient_<device>)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    out = args.out or Path("bench/results") / ("gpu" if device.type == "cuda" else "") / (
+        f"profile_gradient_{device.type}")
+    report: dict = {"setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "device": str(device),
+                              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                              "torch": torch.__version__, "python": platform.python_version(),
+                              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}}
+    tables: list[str] = []
+    for pool in ("gap", "ca"):
+        report[pool] = profile_pool(pool, args, device, report, tables)
+    report["load_average_at_end"] = os.getloadavg()[0]
+    save_json(out.with_suffix(".json"), report)
+    refresh_for(out.with_suffix(".json"))
+    atomic_write_text(out.with_suffix(".txt"), "\n".join(tables))
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.txt')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The README's benchmark tables come from the benchmarks' JSON files: a benchmark that writes a file a table quotes
+rewrites that table (and nothing else), a run writing elsewhere leaves the README alone."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import bench_perchannel, readme
+
+REPO = Path(__file__).resolve().parents[2]
+OTHER_TEXT = "intro\n<!-- results:builtin -->\nkept\n<!-- /results:builtin -->\n"
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A README with every benchmark block empty and a results folder, in place of the repository's."""
+    text = OTHER_TEXT + "".join(f"<!-- bench:{name} -->\n<!-- /bench:{name} -->\n" for name in readme.BLOCKS)
+    (tmp_path / "README.md").write_text(text)
+    (tmp_path / "results" / "gpu").mkdir(parents=True)
+    monkeypatch.setattr(readme, "README", tmp_path / "README.md")
+    monkeypatch.setattr(readme, "RESULTS", tmp_path / "results")
+    return tmp_path
+
+
+def _block(text: str, name: str) -> str:
+    return text.split(f"<!-- bench:{name} -->\n", 1)[1].split(f"<!-- /bench:{name} -->", 1)[0]
+
+
+def test_a_benchmark_writes_its_table_into_the_readme(sandbox):
+    threads = torch.get_num_threads()
+    try:
+        report = bench_perchannel.main(["--model", "resnet18", "--imsize", "32", "--methods", "fullgrad",
+                                        "--fullgrad-images", "2", "--device", "cpu", "--threads", "1",
+                                        "--out", str(sandbox / "results" / "perchannel.json")])
+    finally:
+        torch.set_num_threads(threads)
+    text = (sandbox / "README.md").read_text()
+    table = _block(text, "perchannel")
+    row = next(line for line in table.splitlines() if line.startswith("| `fullgrad`"))
+    speedups = report["fullgrad"]["speedup_vs_package"]
+    assert f"(**{speedups['fast_fp32']:.2f}x**)" in row and f"(**{speedups['fast_bf16']:.2f}x**)" in row
+    assert f"{report['fullgrad']['max_abs_diff_fp32_vs_package']:.1e}" in row
+    assert "From `perchannel.json`." in table
+    assert text.startswith(OTHER_TEXT)
+    assert _block(text, "paper_table") == ""  # the other tables are left as they were
+
+
+def test_a_run_written_elsewhere_leaves_the_readme_alone(sandbox):
+    before = (sandbox / "README.md").read_text()
+    bench_perchannel.main(["--model", "resnet18", "--imsize", "32", "--methods", "fullgrad", "--fullgrad-images", "1",
+                           "--device", "cpu", "--threads", "1", "--out", str(sandbox / "trial.json")])
+    assert (sandbox / "trial.json").is_file()
+    assert (sandbox / "README.md").read_text() == before
+
+
+def test_every_block_renders_the_committed_results(sandbox):
+    """The repository's own result files (CPU and GPU) render into every table the README has."""
+    readme.RESULTS = REPO / "bench" / "results"
+    assert readme.refresh() == list(readme.BLOCKS)
+    text = (sandbox / "README.md").read_text()
+    for name, block in readme.BLOCKS.items():
+        present = [file for file in block.files if (readme.RESULTS / file).is_file()]
+        table = _block(text, name)
+        if present:
+            rows = [line for line in table.splitlines() if line.startswith("| ")]
+            assert len(rows) >= 1 + len(present), (name, table)  # the header and at least a row per file
+            assert "nan" not in table
+        else:
+            assert table.startswith(f"Not measured yet: `{block.command}`")
+    gpu = json.loads((readme.RESULTS / "gpu" / "metrics_gpu.json").read_text())
+    assert f"| {gpu['model']} {gpu['imsize']} px, {gpu['gpu']}, reference |" in _block(text, "metrics")
+
+
+def test_unknown_block_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit):
+        readme.main(["perchanel"])
+    assert f"unknown block perchanel: expected one of {', '.join(readme.BLOCKS)}\n" in capsys.readouterr().err
