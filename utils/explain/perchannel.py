@@ -74,7 +74,7 @@ class PerChannelCAM(SaliencyMethod):
         if targets is None:
             targets = logits.argmax(dim=1)
         if self.variant == "scorecam":
-            weights = self._scorecam_weights(images, activations, targets)
+            weights = self._scorecam_scores(images, activations, targets).softmax(dim=1)
         else:
             weights = self._ablation_weights(images, activations, logits, feature_maps, targets)
         return (weights[:, :, None, None] * activations).sum(dim=1)
@@ -93,8 +93,8 @@ class PerChannelCAM(SaliencyMethod):
             raise ValueError(f"{type(self.target_layer).__name__}, the target layer, did not run in the forward")
         return captured[-1].float(), logits.float(), feature_maps
 
-    def _scorecam_weights(self, images: Tensor, activations: Tensor, targets: Tensor) -> Tensor:
-        """Softmax over channels of the target logit of the image masked by each channel's map."""
+    def _scorecam_scores(self, images: Tensor, activations: Tensor, targets: Tensor) -> Tensor:
+        """The target logit of the image masked by each channel's map (B, C); the weights are their softmax."""
         batch, channels = activations.shape[:2]
         device, size = images.device, images.shape[-2:]
         live = activations.flatten(2).ne(0).any(dim=2).flatten()
@@ -115,7 +115,7 @@ class PerChannelCAM(SaliencyMethod):
                                                                                     device)), device)[0]
         scores = zero_image[targets][:, None].repeat(1, channels)
         scores.view(-1)[rows] = settings.chunked(rows.numel(), masked_scores, device)
-        return scores.softmax(dim=1)
+        return scores
 
     def _ablation_weights(self, images: Tensor, activations: Tensor, logits: Tensor, feature_maps: Sequence[Tensor],
                           targets: Tensor) -> Tensor:
