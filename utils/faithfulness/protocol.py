@@ -21,7 +21,11 @@ class EvalProtocol:
     ``deletion_substrate``: 'zeros' of the normalised tensor (= dataset-mean grey, reference and RISE),
     'black' (pixel value 0) or 'blur' (the insertion start image). ``masking_space`` applies to AD/AI/AG:
     'pixel' = normalize(denormalize(x) * S) (reference), 'normalized' = x * S (pytorch-grad-cam).
-    ``softmax=False`` scores insertion/deletion with the raw target logit (AD/AI/AG always use softmax).
+    ``class_score``: how logits become class scores (AD/AI/AG, insertion/deletion; +/-perturbation's 'still
+    recognised'): 'softmax' over the classes, or each class's 'sigmoid' (multi-label models: the classes are not
+    exclusive). ``softmax=False`` scores insertion/deletion with the raw target logit instead (AD/AI/AG keep
+    ``class_score``). ``pointing_tolerance``: pixels between the map's maximum and the object for a hit (Zhang et
+    al. use 15).
     """
     name: str = "reference"
     pixels_per_step: Union[int, None] = None
@@ -31,6 +35,8 @@ class EvalProtocol:
     class_source: Literal["gt", "pred"] = "gt"
     masking_space: Literal["pixel", "normalized"] = "pixel"
     softmax: bool = True
+    class_score: Literal["softmax", "sigmoid"] = "softmax"
+    pointing_tolerance: float = 0.0
     perturbation_fractions: tuple[float, ...] = DEFAULT_FRACTIONS
 
     def step_pixels(self, height: int, width: int) -> int:
