@@ -83,7 +83,8 @@ def _class_file(path: Path) -> list[tuple[str, int]]:
 
 def test_difficult_instances_make_a_class_difficult_only_when_no_other_is(tmp_path):
     path = tmp_path / "a.xml"
-    path.write_text(annotation_xml(("cat", 1, (1, 1, 10, 10)), ("dog", 1, (5, 5, 20, 20)), ("dog", 0, (30, 30, 40, 40))))
+    path.write_text(annotation_xml(("cat", 1, (1, 1, 10, 10)), ("dog", 1, (5, 5, 20, 20)),
+                                   ("dog", 0, (30, 30, 40, 40))))
     annotation = read_annotation(path, VOC_CLASSES)
     vector = annotation.label_vector(len(VOC_CLASSES))
     assert vector[VOC_CLASSES.index("cat")] == DIFFICULT and vector[VOC_CLASSES.index("dog")] == PRESENT
@@ -98,7 +99,8 @@ def test_boxes_bound_the_visible_shapes(monkeypatch):
     """On a plain background without noise, a box is exactly the bounding box of the pixels more than half covered
     by its shape, and shapes stay inside the evaluation's centre crop."""
     grey = 0.5
-    monkeypatch.setattr(utils.data.builtin_voc, "cluttered_background", lambda rng, size: np.full((size, size, 3), grey))
+    monkeypatch.setattr(utils.data.builtin_voc, "cluttered_background",
+                        lambda rng, size: np.full((size, size, 3), grey))
     monkeypatch.setattr(utils.data.builtin_voc, "add_sensor_noise",
                         lambda rng, image: np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
     checked = 0
