@@ -37,8 +37,9 @@ _RESUME_DEFAULTS = {"task": SINGLE_LABEL}
 
 def _check_resume_config(saved: dict, config: dict, path: Path) -> None:
     for key in _RESUME_KEYS:
-        if saved.get(key, _RESUME_DEFAULTS.get(key)) != config.get(key):
-            raise ValueError(f"--resume: {path} was saved for {key}={saved.get(key)!r}, but this run has "
+        recorded = saved.get(key, _RESUME_DEFAULTS.get(key))
+        if recorded != config.get(key):
+            raise ValueError(f"--resume: {path} was saved for {key}={recorded!r}, but this run has "
                              f"{key}={config.get(key)!r}; use another --store_dir or the original flags")
 
 
