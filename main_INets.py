@@ -6,6 +6,8 @@ r"""Train a GAP baseline or a CA-Stream model (one CPU, one GPU, or DDP under to
         --criterion CrossEntropy --use_gpu
     torchrun --nproc_per_node 4 main_INets.py ... --use_gpu
     python main_INets.py --model resnet50 --pool ca --init_from runs/r50_gap --freeze ...   # the paper's protocol
+    python main_INets.py --dataset voc                    # multi-label: the built-in VOCdevkit-style set
+    python main_INets.py -c configs/voc.yaml --root_data VOCdevkit/VOC2012 --use_gpu        # Pascal VOC
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import argparse
 from typing import Optional, Sequence
 
 from models.cli import add_model_arguments
+from utils.data.datasets import DATASET_KINDS
 from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 from utils.runtime.forward import AMP_DTYPES
 from utils.training.recipe import CRITERIA, SCHEDULES
@@ -28,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--opt", default="adamw", help="any timm optimizer: sgd, adamw, lamb, ...")
     train.add_argument("--momentum", type=float, default=0.9)
     train.add_argument("--weight_decay", type=float, default=0.05)
-    train.add_argument("--criterion", choices=CRITERIA, default="CrossEntropy")
+    train.add_argument("--criterion", choices=CRITERIA, default=None,
+                       help="default: CrossEntropy; BCELogitsLoss (the only choice) for --dataset voc")
     train.add_argument("--smoothing", type=float, default=0.0, help="label smoothing")
     train.add_argument("--use_gpu", action="store_true", help="train on CUDA (cuda:LOCAL_RANK under DDP)")
     train.add_argument("--resume", nargs="?", const="auto", default=None,
@@ -57,13 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "instead of progress bars (0 = epoch lines only)")
 
     data = parser.add_argument_group("Data initialization")
-    data.add_argument("--root_data", default=None, help="image root; default: the built-in generated dataset")
+    data.add_argument("--dataset", choices=DATASET_KINDS, default="imagenet",
+                      help="imagenet: single-label (list files, image folders, the built-in shapes); voc: "
+                           "multi-label Pascal VOC (a VOCdevkit year folder, or the built-in multi-label shapes)")
+    data.add_argument("--root_data", default=None,
+                      help="image root (--dataset voc: the VOCdevkit year folder, e.g. VOCdevkit/VOC2012); "
+                           "default: the built-in generated dataset")
     data.add_argument("--path_list", default=None,
                       help="training list (path,label per line) or a folder holding train.csv [and val.csv]; "
-                           "without it --root_data must hold one sub-folder per class")
+                           "without it --root_data must hold one sub-folder per class. --dataset voc: an image "
+                           "set (default train), a multi-label list (path,label label ...) or a JSON list")
     data.add_argument("--val_list", default=None,
                       help="validation list (default: val.csv or val.txt beside --path_list, a list file or a "
-                           "folder; without one, --val_split of the training list)")
+                           "folder; without one, --val_split of the training list). --dataset voc: an image set "
+                           "(default val) or a list")
     data.add_argument("--val_root", default=None, help="image root of --val_list (default: --root_data)")
     data.add_argument("--val_split", type=float, default=0.1,
                       help="fraction of the training list held out for validation when there is no validation "
@@ -110,8 +121,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise SystemExit("error: --resume continues the run in --store_dir and --overwrite replaces it: give one")
     if not 0 <= args.val_split < 1:
         raise SystemExit(f"error: --val_split must be in [0, 1), got {args.val_split}")
+    if args.criterion is None:
+        args.criterion = "BCELogitsLoss" if args.dataset == "voc" else "CrossEntropy"
     if args.store_dir is None:
-        args.store_dir = f"runs/{args.model}_{args.pool or 'gap'}"
+        args.store_dir = f"runs/{args.model}_{args.pool or 'gap'}" + ("_voc" if args.dataset == "voc" else "")
     from utils.training.trainer import Trainer  # after parsing, so --help stays fast
     return run_or_exit(lambda parsed: Trainer(parsed).fit(), args)
 

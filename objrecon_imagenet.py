@@ -1,8 +1,9 @@
 """Interpretability metrics of saliency maps: Average Drop / Increase / Gain, insertion / deletion (RISE),
-+/- perturbation and, where object masks exist (the built-in dataset), the (energy) pointing game.
++/- perturbation and, where object masks exist (the built-in dataset) or boxes (VOC), the (energy) pointing game.
 
 Reads the maps that ``recognition_imagenet.py --salient`` saved (STORE_DIR/saliency_<method>.npz) or computes
-them (--method, --compute); writes STORE_DIR/metrics.csv (per image), summary.json (means x100 + the protocol
+them (--method, --compute); writes STORE_DIR/metrics.csv (per image; multi-label models: per image-class pair,
+scored with the class's sigmoid), summary.json (means x100, per class too for multi-label models, + the protocol
 card), curves_*.png and report.html (tables, curves and a gallery of the images with each method's map: open it
 in a browser); with --compare also compare.html.
 
@@ -19,9 +20,15 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
+from utils.evaluation.flags import (
+    add_evaluation_data_arguments,
+    add_forward_arguments,
+    add_pointing_argument,
+    add_trained_model_arguments,
+)
 from utils.evaluation.report_html import DEFAULT_GALLERY_IMAGES
 from utils.evaluation.saved_maps import DEFAULT_METHOD
+from utils.evaluation.task import add_prediction_arguments
 from utils.explain import ENGINES
 from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
 from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
@@ -56,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "are read from one)")
     ev.add_argument("--pred", action="store_const", const="pred", dest="class_source",
                     help="same as --class_source pred")
+    add_prediction_arguments(ev)
+    add_pointing_argument(ev)
     add_forward_arguments(ev, amp_help="autocast dtype of the metric forwards (bf16: ~2-3x faster, curves within "
                                        "1e-2; fp16: CUDA only)")
     ev.add_argument("--label", default=None, help="name of this run in tables and plots (default: its pooling)")

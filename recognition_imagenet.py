@@ -1,21 +1,29 @@
 r"""Classification and saliency generation: accuracy of a trained model and its explanations.
 
     python recognition_imagenet.py --state_root runs/ca --salient --method gradcam attention random
+    python recognition_imagenet.py --state_root runs/voc_ca --salient     # multi-label: mAP, a map per class present
     python recognition_imagenet.py --state_root [run folder or weights file] --store_dir [path_to_evaluate] \
         --root_data [root for data] --path_lbl [path for labels] --batch_size 64 --model resnet50 --use_gpu \
         --classes 1000 --fraction 0.1 --salient
     torchrun --nproc_per_node 4 recognition_imagenet.py ... --use_gpu
 
-Without data flags it runs on the built-in dataset's validation list. Outputs (rank 0): predictions.csv,
-classification.json (top-1 / top-5, per-class accuracy, pointing game where object masks exist),
-saliency_<method>.npz (maps at native resolution, rows aligned with predictions.csv) and overlays.png.
+Without data flags it runs on the built-in dataset's validation list (a multi-label run: the built-in multi-label
+set's val image set). Outputs (rank 0): predictions.csv, classification.json (top-1 / top-5, per-class accuracy;
+multi-label: mAP and per-class AP; pointing game where object masks or boxes exist), saliency_<method>.npz (maps at
+native resolution, one per image-class pair, in dataset order) and overlays.png.
 """
 from __future__ import annotations
 
 import argparse
 from typing import Optional, Sequence
 
-from utils.evaluation.flags import add_evaluation_data_arguments, add_forward_arguments, add_trained_model_arguments
+from utils.evaluation.flags import (
+    add_evaluation_data_arguments,
+    add_forward_arguments,
+    add_pointing_argument,
+    add_trained_model_arguments,
+)
+from utils.evaluation.task import add_prediction_arguments
 from utils.explain import ENGINES
 from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 
@@ -42,12 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                             help="classification report JSON (default: STORE_DIR/classification.json)")
     evaluation.add_argument("--n_overlays", type=int, default=8,
                             help="images drawn in overlays.png with each method's map (0 = none)")
-    evaluation.add_argument("--pointing_tolerance", type=float, default=0.0,
-                            help="pointing game tolerance in pixels of the evaluated image (where masks exist)")
+    add_pointing_argument(evaluation)
 
     data = add_evaluation_data_arguments(parser)
     data.add_argument("--pred", action="store_true",
-                      help="explain the predicted class (default: the ground-truth label)")
+                      help="explain the predicted class (default: the ground-truth label; multi-label models: "
+                           "every class present, or with --pred those of --pred_threshold / --pred_topk)")
+    add_prediction_arguments(data)
     model = add_trained_model_arguments(parser)
     model.add_argument("--pretrained", action="store_true",
                        help="without --state_root: ImageNet weights of --model (EfficientNet-Lite0 offline)")

@@ -109,12 +109,13 @@ def data_config(name: str, pretrained: bool = False) -> tuple[tuple[float, ...],
 
 
 def model_config(model: CAStreamClassifier, name: str, imsize: int, mean: Sequence[float], std: Sequence[float],
-                 class_names: Optional[list[str]] = None) -> dict:
-    """Everything needed to rebuild ``model`` and its preprocessing (stored as a run's config.json)."""
+                 class_names: Optional[list[str]] = None, task: str = "single-label") -> dict:
+    """Everything needed to rebuild ``model`` and its preprocessing (stored as a run's config.json), and how its
+    logits are read: ``task`` 'single-label' (softmax) or 'multi-label' (a sigmoid per class)."""
     return {
         "backbone": parse_model_name(name)[0], "pool": model.pool, "classes": model.num_classes,
         "heads": model.stream.blocks[0].num_heads if model.stream is not None else 1,
-        "imsize": imsize, "mean": list(mean), "std": list(std), "class_names": class_names,
+        "imsize": imsize, "mean": list(mean), "std": list(std), "class_names": class_names, "task": task,
     }
 
 

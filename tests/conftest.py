@@ -46,3 +46,20 @@ def trained_runs(tmp_path_factory) -> dict:
     main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
                      "--init_from", str(runs / "gap"), "--lr", "3e-3"])
     return {"gap": runs / "gap", "ca": runs / "ca", "data": ensure_builtin_dataset()}
+
+
+@pytest.fixture(scope="session")
+def trained_voc_runs(tmp_path_factory) -> dict:
+    """The paper's protocol on multi-label data, shared by the multi-label tests: ``trained_runs``'s recipe on 40% of
+    the built-in multi-label set's training images (``--dataset voc`` without data flags: the set is generated on
+    first use), BCE with logits, at 96x96 (3x3 feature maps), validated on its 200 validation images."""
+    import main_INets
+    from utils.data import ensure_builtin_voc
+
+    runs = tmp_path_factory.mktemp("voc_runs")
+    common = ["--dataset", "voc", "--imsize", "96", "--workers", "0", "--batch_size", "32", "--seed", "0",
+              "--fraction", "0.4"]
+    main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "2"])
+    main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
+                     "--init_from", str(runs / "gap"), "--lr", "3e-3"])
+    return {"gap": runs / "gap", "ca": runs / "ca", "data": ensure_builtin_voc()}

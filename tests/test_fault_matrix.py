@@ -32,6 +32,14 @@ Data, in all three scripts
 - a corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason
   (test_corrupt_image_*)
 - a list file with a bad row: one line with file:line and the row (data/test_data.py)
+- Pascal VOC (--dataset voc): an annotation XML without objects, an object of an unknown class, a missing JPEG, an
+  image-set id without an annotation, a multi-label list naming a class (by name or index) outside the classes, a
+  JSON list with the wrong number of labels, an unknown image set, --classes other than the devkit's: one line
+  naming the file (and line) each (data/test_voc.py: test_bad_input_is_one_line_naming_the_file,
+  test_classes_must_match_the_devkit)
+- --criterion CrossEntropy on multi-label data; --resume of a single-label run with --dataset voc: one line each
+  (training/test_multilabel.py); a multi-label run evaluated as single-label data: one line
+  (evaluation/test_multilabel.py)
 
 Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
 - an unwritable --store_dir: one line naming the flag and the folder, before the model is loaded
@@ -39,7 +47,10 @@ Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
 - stale maps, another model's saliency file in the evaluation folder: refused, naming the file and what differs
   (test_maps_of_another_model_*)
 - maps of other data (another list file, another --imsize): refused likewise (test_maps_of_other_data_are_refused)
-- a saliency file that is not an .npz, or (N, 0, 0) maps: one line naming the file (test_broken_saliency_files)
+- a saliency file that is not an .npz, (N, 0, 0) maps, or a (dataset row, class) pair twice: one line naming the
+  file (test_broken_saliency_files)
+- several maps per image (image-class pairs) for a single-label model: one line naming the file
+  (test_several_maps_per_image_for_a_single_label_model)
 - constant or 1x1 maps: scored, with a warning naming the file (test_degenerate_maps_are_scored_with_a_warning)
 - maps of the older format, without identity: scored, with a warning that they are unchecked
   (test_maps_without_identity_are_scored_with_a_warning)
@@ -234,6 +245,19 @@ def test_broken_saliency_files(trained_runs, tmp_path):
     EvaluationFolder(empty).save_maps("gradcam", torch.zeros(3, 0, 0), [0, 1, 2], [0, 1, 2], "gt")
     message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", empty))
     assert str(maps_file(empty, "gradcam")) in message and "maps are empty (0x0 pixels)" in message
+
+    twice = tmp_path / "twice"
+    EvaluationFolder(twice).save_maps("gradcam", torch.rand(3, 3, 3), [0, 0, 1], [2, 2, 0], "gt")
+    message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", twice))
+    assert str(maps_file(twice, "gradcam")) in message and "pair appears twice" in message
+
+
+def test_several_maps_per_image_for_a_single_label_model(trained_runs, tmp_path):
+    """Maps of image-class pairs (a multi-label evaluation's file) are refused for a single-label model."""
+    EvaluationFolder(tmp_path).save_maps("gradcam", torch.rand(3, 3, 3), [0, 0, 1], [0, 1, 0], "gt")
+    message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", tmp_path))
+    assert str(maps_file(tmp_path, "gradcam")) in message
+    assert "2 maps for dataset row 0, but the model is single-label" in message
 
 
 @pytest.mark.parametrize("maps, expected", [

@@ -11,7 +11,12 @@ stream gains and loses most; open it in a browser).
     python -m routines.experiments.compare --dataset builtin --seeds 0 1
     python -m routines.experiments.compare --dataset fashion_mnist --seeds 0 1     # installs the Debian data
     python -m routines.experiments.compare --dataset builtin --imsize 224 --block builtin_224   # 7x7 maps
+    python -m routines.experiments.compare --dataset voc_builtin --seeds 0 1       # multi-label: mAP, pairs
 Rerunning regenerates the table; finished steps (their output files exist) are reused unless --fresh.
+
+On the multi-label set (``voc_builtin``: the built-in shapes in the VOCdevkit layout, ``--dataset voc`` of the
+scripts) the first column is mAP, every metric is averaged over image-class pairs (each class present explained),
+the pointing game uses the class's boxes with 15 px tolerance, and a second table gives each class's AP.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import numpy as np
 
 from utils.evaluation.compare_html import write_compare_page
 from utils.evaluation.plots import save_curve_panels
-from utils.faithfulness import CURVE_METRICS, metric
+from utils.faithfulness import CURVE_METRICS, MEAN_AP, NUM_PAIRS, metric
 from utils.runtime.io import atomic_write_text, save_json, write_csv
 from utils.runtime.layout import EvaluationFolder, RunFolder
 
@@ -36,7 +41,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 # The poster's columns (accuracy, then its metrics in its order) and the pointing game where masks exist.
 POSTER_METRICS = ("ad", "ai", "ag", "insertion", "deletion")
-COLUMNS = (("Acc", "accuracy"), *((metric(key).label, key) for key in (*POSTER_METRICS, "pointing_game")))
+METRIC_COLUMNS = tuple((metric(key).label, key) for key in (*POSTER_METRICS, "pointing_game"))
+# multi-label data: scored by mAP instead of accuracy, read from classification.json under the same key
+MULTI_LABEL_DATASETS = ("voc_builtin",)
+DATASETS = ("builtin", "fashion_mnist", *MULTI_LABEL_DATASETS)
+
+
+def columns(dataset: str) -> tuple[tuple[str, str], ...]:
+    """(label, key) of the table's columns: the recognition score, then the metrics."""
+    score = (MEAN_AP.label, MEAN_AP.key) if dataset in MULTI_LABEL_DATASETS else ("Acc", "accuracy")
+    return (score, *METRIC_COLUMNS)
 # The poster's ResNet-50 rows on ImageNet (reference only: other data, other scale): accuracy, then POSTER_METRICS.
 POSTER = {("gradcam", "gap"): (74.55, 13.04, 44.47, 17.56, 72.57, 13.24),
           ("gradcam", "ca"): (74.70, 12.54, 48.56, 22.67, 75.53, 13.50),
@@ -65,6 +79,8 @@ def dataset_flags(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """(training flags, evaluation flags) for the chosen dataset."""
     if args.dataset == "builtin":
         return [], []
+    if args.dataset == "voc_builtin":
+        return ["--dataset", "voc"], ["--dataset", "voc"]
     from utils.data import fashion_mnist_available, prepare_fashion_mnist
     if not fashion_mnist_available():
         print("installing Debian's dataset-fashion-mnist ...", flush=True)
@@ -117,26 +133,34 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
             classification = json.loads(evaluation.classification.read_text())
             summary = json.loads(evaluation.summary.read_text())
             if name == f"eval_{pool}":
-                results[pool]["accuracy"] = classification["top1"]
+                score_key = columns(args.dataset)[0][1]
+                results[pool][score_key] = classification["top1" if score_key == "accuracy" else score_key]
                 results[pool]["protocol"] = summary["protocol"]
+                if MEAN_AP.key in classification:
+                    results[pool]["class_ap"] = {c["name"]: c["ap"] for c in classification["per_class"]}
             results[pool]["metrics"].update(summary["results"])
             results[pool]["curves"].update(summary["curves"])
             results[pool]["images"].update({m: classification["subset"]["evaluated"] for m in group})
             results[pool]["folders"].append(str(evaluation.path))
+            results[pool]["pairs"] = {**results[pool].get("pairs", {}),
+                                      **{m: summary["results"][m].get(NUM_PAIRS) for m in group}}
     return results
 
 
-def aggregate(per_seed: dict[int, dict], methods: list[str]) -> list[dict]:
+def aggregate(per_seed: dict[int, dict], methods: list[str], dataset: str) -> list[dict]:
     """One row per (method, pooling): mean and spread (max - min over seeds) of every column."""
     rows = []
+    score_key = columns(dataset)[0][1]
     for method in methods:
         for pool in ("gap", "ca"):
             if pool == "gap" and method.startswith("attention"):
                 continue
-            row = {"method": method, "pooling": pool, "seeds": len(per_seed),
-                   "images": next(iter(per_seed.values()))[pool]["images"][method]}
-            for _, key in COLUMNS:
-                values = [r[pool]["accuracy"] if key == "accuracy" else r[pool]["metrics"][method].get(key)
+            first = next(iter(per_seed.values()))[pool]
+            row = {"method": method, "pooling": pool, "seeds": len(per_seed), "images": first["images"][method]}
+            if first["pairs"].get(method) is not None:
+                row["pairs"] = first["pairs"][method]
+            for _, key in columns(dataset):
+                values = [r[pool][key] if key == score_key else r[pool]["metrics"][method].get(key)
                           for r in per_seed.values()]
                 values = [v for v in values if v is not None]
                 if values:
@@ -146,20 +170,44 @@ def aggregate(per_seed: dict[int, dict], methods: list[str]) -> list[dict]:
     return rows
 
 
-def markdown_table(rows: list[dict], title: str) -> str:
-    present = [(name, key) for name, key in COLUMNS if any(key in r for r in rows)]
+def markdown_table(rows: list[dict], title: str, dataset: str, class_ap: dict[str, dict[str, list[float]]]
+                   ) -> str:
+    present = [(name, key) for name, key in columns(dataset) if any(key in r for r in rows)]
+    counted = "images (pairs)" if any("pairs" in r for r in rows) else "images"
     lines = [f"**{title}** (mean over seeds, +- half the max-min spread)", "",
-             "| method | pooling | images | " + " | ".join(name for name, _ in present) + " |",
+             f"| method | pooling | {counted} | " + " | ".join(name for name, _ in present) + " |",
              "|---|---|---|" + "---|" * len(present)]
     for row in rows:
         cells = [f"{row[key]:.2f} +- {row[key + '_spread'] / 2:.2f}" if key in row else "" for _, key in present]
-        lines.append(f"| {row['method']} | {row['pooling'].upper()} | {row['images']} | " + " | ".join(cells) + " |")
+        count = f"{row['images']} ({row['pairs']})" if "pairs" in row else str(row["images"])
+        lines.append(f"| {row['method']} | {row['pooling'].upper()} | {count} | " + " | ".join(cells) + " |")
+    if dataset in MULTI_LABEL_DATASETS:
+        return "\n".join(lines + ["", *class_ap_table(class_ap)]) + "\n"
     lines += ["", "Poster (ResNet-50, ImageNet; reference only):", "",
               "| method | pooling | Acc | " + " | ".join(metric(key).label for key in POSTER_METRICS) + " |",
               "|---|---|---|" + "---|" * len(POSTER_METRICS)]
     for (method, pool), values in POSTER.items():
         lines.append(f"| {method} | {pool.upper()} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def class_ap_table(class_ap: dict[str, dict[str, list[float]]]) -> list[str]:
+    """AP of each class (%) under GAP and CA, mean +- half the spread over seeds."""
+    lines = ["AP per class (the scored validation images):", "", "| class | GAP | CA |", "|---|---|---|"]
+    for name, by_pool in class_ap.items():
+        cells = [f"{np.mean(v):.2f} +- {(np.max(v) - np.min(v)) / 2:.2f}" if v else "" for v in by_pool.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def per_class_ap(per_seed: dict[int, dict]) -> dict[str, dict[str, list[float]]]:
+    """{class: {pool: [AP of each seed]}} where the evaluations report AP (multi-label data)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for result in per_seed.values():
+        for pool in ("gap", "ca"):
+            for name, ap in result[pool].get("class_ap", {}).items():
+                table.setdefault(name, {"gap": [], "ca": []})[pool] += [] if ap is None else [ap]
+    return table
 
 
 def mean_curves(per_seed: dict[int, dict], methods: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -191,7 +239,7 @@ def publish(out: Path, folder: Path, block: str, readme: Path = REPO / "README.m
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=("builtin", "fashion_mnist"), default="builtin")
+    parser.add_argument("--dataset", choices=DATASETS, default="builtin")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--imsize", type=int, default=128,
@@ -232,7 +280,7 @@ def main() -> None:
     for seed in args.seeds:
         print(f"seed {seed}", flush=True)
         per_seed[seed] = run_seed(args, seed, train_data, eval_data)
-    rows = aggregate(per_seed, args.methods)
+    rows = aggregate(per_seed, args.methods, args.dataset)
     minutes = sum(float(f.read_text()) for f in args.out.rglob("*.seconds")) / 60
     title = (f"{args.dataset}, {args.backbone} at {args.imsize}px, seeds {' '.join(map(str, args.seeds))}, "
              f"{minutes:.1f} min")
@@ -247,7 +295,7 @@ def main() -> None:
                                                                  for p, r in res.items()}
                                                        for s, res in per_seed.items()},
                                           "minutes": minutes})
-    atomic_write_text(args.out / "results.md", markdown_table(rows, title))
+    atomic_write_text(args.out / "results.md", markdown_table(rows, title, args.dataset, per_class_ap(per_seed)))
     save_curve_panels(args.out / "curves.png", mean_curves(per_seed, args.methods),
                       f"{args.dataset}: mean over images and seeds {' '.join(map(str, args.seeds))}")
     # GAP's folders first: the baseline of the page's differences

@@ -70,3 +70,28 @@ def test_publish_rewrites_only_its_own_block(tmp_path):
         "![insertion and deletion, builtin_224](assets/builtin_224/curves.png)\n"
         "<!-- /results:builtin_224 -->\nend\n")
     assert (tmp_path / "assets" / "builtin_224" / "results.json").read_text() == "results.json"
+
+
+@pytest.mark.slow
+def test_shrunken_multilabel_comparison_reports_map_pairs_and_class_ap(tmp_path):
+    """The built-in multi-label set (voc_builtin): mAP in the score column, image-class pairs counted, every metric
+    filled, and the per-class AP table under GAP and CA."""
+    out = tmp_path / "experiment"
+    result = subprocess.run(
+        [sys.executable, "-m", "routines.experiments.compare", "--dataset", "voc_builtin", "--seeds", "0", "--epochs",
+         "1", "--stream_epochs", "1", "--imsize", "64", "--eval_fraction", "0.05", "--slow_fraction", "0.02",
+         "--methods", "gradcam", "scorecam", "attention", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {(r["method"], r["pooling"]) for r in rows} == {("gradcam", "gap"), ("gradcam", "ca"), ("scorecam", "gap"),
+                                                           ("scorecam", "ca"), ("attention", "ca")}
+    for row in rows:
+        assert row["images"] == (4 if row["method"] == "scorecam" else 10), row
+        assert row["pairs"] >= row["images"], row
+        for key in ("map", "ad", "ai", "ag", "insertion", "deletion", "pointing_game"):
+            assert math.isfinite(row[key]), (row["method"], row["pooling"], key)
+        assert "accuracy" not in row
+    table = (out / "results.md").read_text()
+    assert "| method | pooling | images (pairs) | mAP |" in table and "nan" not in table
+    assert "AP per class" in table and "| disc |" in table and "Poster" not in table

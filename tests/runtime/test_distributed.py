@@ -163,6 +163,8 @@ def _worker(local_rank: int, world: int, port: int, out_dir: str) -> None:
         one = shard_indices([3])
         result["tensor_empty_shard"] = D.gather_tensors_in_order(torch.full((len(one), 2), 3.0), one).tolist()
         result["objects_empty_shard"] = D.gather_in_order(["three"] * len(one), one)
+        result["rows"] = sorted(D.gather_rows(torch.tensor([[float(i)] for i in mine])).flatten().tolist())
+        result["rows_empty_shard"] = D.gather_rows(torch.full((len(one), 2), 3.0)).tolist()
         result["sum"] = D.all_reduce_sum(torch.tensor([float(env.rank + 1)])).tolist()
         result["metrics"] = D.reduce_metrics({"correct": len(mine), "count": 2.5})
     finally:
@@ -193,5 +195,6 @@ def test_two_processes_gather_in_dataset_order(tmp_path):
         assert res["tensor_order"] == [[i, i + 0.5] for i in ORDER]
         assert res["tensor_empty_shard"] == [[3.0, 3.0]]
         assert res["objects_empty_shard"] == ["three"]
+        assert res["rows"] == list(range(N_ITEMS)) and res["rows_empty_shard"] == [[3.0, 3.0]]
         assert res["sum"] == [3.0]
         assert res["metrics"] == {"correct": 7.0, "count": 5.0}

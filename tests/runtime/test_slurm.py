@@ -48,7 +48,7 @@ def _expect_completed(cluster: SlurmCluster, job: int, timeout: float) -> dict[s
     return info
 
 
-@pytest.mark.parametrize("script", ["builtin", "imagenet", "mit67"])
+@pytest.mark.parametrize("script", ["builtin", "imagenet", "mit67", "voc"])
 def test_sbatch_scripts_pass_flags_main_accepts(script, tmp_path):
     """Each routines/training script, run by bash with srun/scontrol/python stubbed (no cluster
     needed), gives main_INets.py a command line its parser accepts, always with --resume."""
@@ -74,13 +74,18 @@ def test_sbatch_scripts_pass_flags_main_accepts(script, tmp_path):
     assert argv[0] == "main_INets.py"
 
     import main_INets
+    from utils.runtime.cli import parse_args
 
-    args = main_INets.build_parser().parse_args(argv[1:])
+    args = parse_args(main_INets.build_parser(), argv[1:])  # with the values of a -c config
     assert args.resume == "auto" and args.epochs == 3
     assert args.use_gpu == (script != "builtin")
     assert (args.root_data is None) == (script == "builtin")
     if script == "builtin":  # fine-tunes the packaged ImageNet weights (--pretrained's default), as the default job
         assert args.model == "tf_efficientnet_lite0" and args.pretrained is None and args.init_from is None
+    if script == "voc":  # the reference's PascalOpt: BCE with logits, SGD lr 1e-4, cosine over 12 epochs
+        assert (args.dataset, args.criterion, args.opt, args.lr, args.momentum, args.sched, args.classes) == (
+            "voc", "BCELogitsLoss", "sgd", 1e-4, 0.9, "cosine", 20)
+        assert (args.path_list, args.val_list, args.model, args.pretrained) == ("train", "val", "resnet50", True)
 
 
 def test_srun_tasks_agree_on_rank_and_rendezvous(cluster, tmp_path):

@@ -23,11 +23,14 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights
 MAX_TILT = math.radians(20)
 
 
+def generated_data_cache() -> Path:
+    """Where generated datasets go by default: ``$CASTREAM_DATA``, else ``~/.cache/ca_stream``."""
+    return Path(os.environ.get("CASTREAM_DATA") or Path.home() / ".cache" / "ca_stream").expanduser()
+
+
 def default_builtin_root(seed: int = 0, imsize: int = BUILTIN_IMSIZE) -> Path:
-    """``$CASTREAM_DATA/builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}``; ``$CASTREAM_DATA`` defaults to
-    ``~/.cache/ca_stream``."""
-    base = Path(os.environ.get("CASTREAM_DATA") or Path.home() / ".cache" / "ca_stream").expanduser()
-    return base / f"builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}"
+    """``$CASTREAM_DATA/builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}`` (see :func:`generated_data_cache`)."""
+    return generated_data_cache() / f"builtin_v{BUILTIN_VERSION}_s{seed}_{imsize}"
 
 
 def _regular_polygon(cx: float, cy: float, radii: Sequence[float], angle: float) -> list[tuple[float, float]]:
@@ -63,7 +66,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, rad
         raise ValueError(f"unknown shape {shape!r}; expected one of {BUILTIN_CLASSES}")
 
 
-def _cluttered_background(rng: np.random.Generator, imsize: int) -> np.ndarray:
+def cluttered_background(rng: np.random.Generator, imsize: int) -> np.ndarray:
     """Float RGB in [0, 1]: a random two-colour gradient with thin lines and small non-class blobs."""
     # a gentle gradient: clutter, yet the object stays the strongest structure in the image
     start = rng.uniform(0, 1, 3)
@@ -106,6 +109,29 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, min_co
     return 1 - (1 - colour) * (1 - target) / (1 - luma)
 
 
+def paint_shape(rng: np.random.Generator, image: np.ndarray, shape: str, cx: float, cy: float, radius: float,
+                supersample: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """``shape`` painted onto float RGB ``image`` inside the circle of ``radius`` around (cx, cy), at a random tilt
+    (+-20 degrees) in a colour contrasting with what it covers.
+
+    Returns (the new image, the shape's coverage in [0, 1] per pixel). Drawn supersampled and box-filtered: smooth
+    edges, and coverage >= 0.5 is the shape's mask.
+    """
+    imsize = image.shape[0]
+    alpha_canvas = Image.new("L", (imsize * supersample, imsize * supersample), 0)
+    _draw_shape(ImageDraw.Draw(alpha_canvas), shape, cx * supersample, cy * supersample,
+                radius * supersample, rng.uniform(-MAX_TILT, MAX_TILT))
+    alpha = np.asarray(alpha_canvas.resize((imsize, imsize), Image.Resampling.BOX), dtype=np.float64) / 255
+    colour = _contrasting_colour(rng, image[alpha >= 0.5].mean(axis=0))
+    return image * (1 - alpha[..., None]) + colour * alpha[..., None], alpha
+
+
+def add_sensor_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """Sensor-like noise everywhere, then float RGB in [0, 1] -> uint8."""
+    image = image + rng.normal(0, rng.uniform(0.01, 0.03), image.shape)
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
 def render_builtin_image(
         rng: np.random.Generator, shape: str, imsize: int = BUILTIN_IMSIZE, supersample: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -113,19 +139,11 @@ def render_builtin_image(
 
     Returns (uint8 RGB (imsize, imsize, 3), bool mask (imsize, imsize)).
     """
-    image = _cluttered_background(rng, imsize)
+    image = cluttered_background(rng, imsize)
     radius = rng.uniform(0.15, 0.25) * imsize
     cx, cy = rng.uniform(radius, imsize - radius, 2)
-    # drawn supersampled and box-filtered: smooth edges, and the mask is the >= 50% coverage area
-    alpha_canvas = Image.new("L", (imsize * supersample, imsize * supersample), 0)
-    _draw_shape(ImageDraw.Draw(alpha_canvas), shape, cx * supersample, cy * supersample,
-                radius * supersample, rng.uniform(-MAX_TILT, MAX_TILT))
-    alpha = np.asarray(alpha_canvas.resize((imsize, imsize), Image.Resampling.BOX), dtype=np.float64) / 255
-    mask = alpha >= 0.5
-    colour = _contrasting_colour(rng, image[mask].mean(axis=0))
-    image = image * (1 - alpha[..., None]) + colour * alpha[..., None]
-    image += rng.normal(0, rng.uniform(0.01, 0.03), image.shape)  # sensor-like noise everywhere
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mask
+    image, alpha = paint_shape(rng, image, shape, cx, cy, radius, supersample)
+    return add_sensor_noise(rng, image), alpha >= 0.5
 
 
 def _generate_builtin(out: Path, seed: int, imsize: int, per_class: dict[str, int]) -> None:

@@ -18,6 +18,9 @@ from .lists import CLASSES_FILENAME, read_class_names, read_list_file
 from .transforms import DEFAULT_CROP_PCT, build_transform
 
 PathLike = str | os.PathLike
+SINGLE_LABEL, MULTI_LABEL = "single-label", "multi-label"
+# --dataset: single-label lists, image folders and the built-in shapes; or Pascal VOC's multi-label layout
+DATASET_KINDS = ("imagenet", "voc")
 
 
 def _require_dir(root: PathLike, what: str) -> Path:
@@ -48,6 +51,8 @@ class ImageDataset(Dataset):
 
     Attributes: ``root``, ``samples``, ``targets``, ``classes`` (class names or None), ``transform``.
     """
+
+    task = SINGLE_LABEL
 
     def __init__(
             self,
@@ -140,17 +145,32 @@ def build_dataset(
         squash: bool = False,
         builtin_seed: int = 0,
         scale: tuple[float, float] = (0.08, 1.0),
+        dataset: str = "imagenet",
 ) -> ImageDataset:
-    """The dataset behind ``--root_data`` / ``--path_list``.
+    """The dataset behind ``--dataset`` / ``--root_data`` / ``--path_list``.
+
+    ``dataset`` 'imagenet' (single-label):
 
     * ``root_data`` None: the built-in dataset (generated on first use), its train.csv or val.csv;
     * ``path_list`` given: a list file, resolved from the working directory, else under ``root_data``;
       class names come from a ``classes.txt`` next to it when there is one;
     * otherwise ``root_data`` must hold one sub-folder per class.
 
+    ``dataset`` 'voc' (multi-label, :class:`~utils.data.voc.VOCDataset`): ``root_data`` a VOCdevkit year folder
+    (None: the built-in multi-label set), ``path_list`` an image set (default: train, or val when not ``train``),
+    a multi-label list file or a JSON list.
+
     ``scale`` is the training RandomResizedCrop area range.
     """
+    if dataset not in DATASET_KINDS:
+        raise ValueError(f"--dataset {dataset}: expected one of {', '.join(DATASET_KINDS)}")
     transform = build_transform(imsize, mean, std, train=train, crop_pct=crop_pct, squash=squash, scale=scale)
+    if dataset == "voc":
+        # voc builds on this module's ImageDataset, so it is imported here, not at the top
+        from .builtin_voc import ensure_builtin_voc
+        from .voc import VOCDataset
+        root = ensure_builtin_voc(seed=builtin_seed) if root_data is None else root_data
+        return VOCDataset(root, path_list or ("train" if train else "val"), transform, num_classes)
     if root_data is None:
         builtin_root = ensure_builtin_dataset(seed=builtin_seed)
         root_data = builtin_root / IMAGES_DIRNAME

@@ -1,7 +1,9 @@
 """List files: one ``relative/path,label`` (or ``relative/path label``) per line, paths relative to an image root
-(``--root_data``); a ``classes.txt`` beside a list names the classes (line i names label i)."""
+(``--root_data``); a ``classes.txt`` beside a list names the classes (line i names label i). Multi-label lists:
+``relative/path,label label ...`` per line, or the reference's JSON object ``{image: [one number per class]}``."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
@@ -48,6 +50,71 @@ def read_list_file(path: PathLike) -> list[ListRow]:
         rows.append(ListRow(fields[0], label, line_number))
     if not rows:
         raise ValueError(f"{path}: the list file has no samples")
+    return rows
+
+
+class MultiLabelRow(NamedTuple):
+    path: str
+    labels: tuple[int, ...]  # the classes present, ascending
+    line: int  # the line of a list file; the entry's position in a JSON list
+
+
+def _class_index(token: str, classes: Sequence[str], where: str) -> int:
+    """A label given as a class name or an index into ``classes``."""
+    if token in classes:
+        return list(classes).index(token)
+    try:
+        index = int(token)
+    except ValueError:
+        raise ValueError(f"{where}: class '{token}' is not one of the {len(classes)} classes "
+                         f"({', '.join(classes[:8])}{', ...' if len(classes) > 8 else ''})") from None
+    if not 0 <= index < len(classes):
+        raise ValueError(f"{where}: label {index} is outside [0, {len(classes)}) for the {len(classes)} classes")
+    return index
+
+
+def read_multilabel_list(path: PathLike, classes: Sequence[str]) -> list[MultiLabelRow]:
+    """The rows of a multi-label list file: ``relative/path,label label ...`` per line, each label a class name or
+    an index into ``classes`` (none: no class present); blank lines and a ``path,labels`` header are skipped. A
+    label outside ``classes`` is one line naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"list file not found: {path}")
+    rows = []
+    for line_number, raw_line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        line = raw_line.strip()
+        if not line or (not rows and line.replace(" ", "").lower() in ("path,labels", "file,labels")):
+            continue
+        if "," not in line or not line.rsplit(",", 1)[0].strip():
+            raise ValueError(f"{path}:{line_number}: expected 'path,label label ...' (class names or indices), "
+                             f"got {line!r}")
+        image, labels = (field.strip() for field in line.rsplit(",", 1))
+        indices = {_class_index(token, classes, f"{path}:{line_number}") for token in labels.split()}
+        rows.append(MultiLabelRow(image, tuple(sorted(indices)), line_number))
+    if not rows:
+        raise ValueError(f"{path}: the list file has no samples")
+    return rows
+
+
+def read_label_json(path: PathLike, classes: Sequence[str]) -> list[MultiLabelRow]:
+    """The reference's multi-label list (``--sorted_path``): a JSON object ``{image name: label vector}``, one number
+    per class in ``classes`` order, 1 = present (0 or -1 = absent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"list file not found: {path}")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(entries, dict) or not entries:
+        raise ValueError(f"{path}: expected a JSON object {{image name: label vector}} with at least one image")
+    rows = []
+    for position, (image, vector) in enumerate(entries.items(), 1):
+        if not isinstance(vector, list) or len(vector) != len(classes) \
+                or any(value not in (1, 0, -1) or isinstance(value, bool) for value in vector):
+            raise ValueError(f"{path}: '{image}' has {vector!r}, expected {len(classes)} numbers (one per class, "
+                             f"1 = present, 0 or -1 = absent)")
+        rows.append(MultiLabelRow(image, tuple(i for i, value in enumerate(vector) if value == 1), position))
     return rows
 
 

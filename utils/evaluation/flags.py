@@ -4,17 +4,25 @@ from __future__ import annotations
 import argparse
 
 from models.cli import add_model_arguments
-from utils.data import DEFAULT_CROP_PCT
+from utils.data import DATASET_KINDS, DEFAULT_CROP_PCT
 from utils.runtime.forward import AMP_DTYPES
+
+MULTI_LABEL_TOLERANCE = 15.0  # pixels: the pointing game of Zhang et al. (Excitation Backprop) on Pascal VOC
 
 
 def add_evaluation_data_arguments(parser: argparse.ArgumentParser, batch_help: str = "images per batch and process",
                                   ) -> argparse._ArgumentGroup:
     data = parser.add_argument_group("Data initialization")
-    data.add_argument("--root_data", default=None, help="image root; default: the built-in dataset (val split)")
+    data.add_argument("--dataset", choices=DATASET_KINDS, default=None,
+                      help="imagenet: single-label data; voc: multi-label Pascal VOC (a VOCdevkit year folder, or "
+                           "the built-in multi-label set). Default: the run's (its config.json records the task)")
+    data.add_argument("--root_data", default=None,
+                      help="image root (--dataset voc: the VOCdevkit year folder); default: the built-in dataset "
+                           "(val split)")
     data.add_argument("--path_lbl", "--sorted_path", "--path_list", dest="path_lbl", default=None,
                       help="list file (relative/path,label per line), found in the working directory or under "
-                           "--root_data; without it --root_data must hold one sub-folder per class")
+                           "--root_data; without it --root_data must hold one sub-folder per class. --dataset "
+                           "voc: an image set (default val), a multi-label list or the reference's JSON list")
     data.add_argument("--fraction", type=float, default=1.0,
                       help="seeded random fraction of the evaluated images, in (0, 1] (1 = all)")
     data.add_argument("--seed", type=int, default=0, help="seed of --fraction and of the random baseline")
@@ -36,6 +44,21 @@ def add_trained_model_arguments(parser: argparse.ArgumentParser) -> argparse._Ar
     group.add_argument("--state_root", default=None,
                        help="run folder of main_INets.py (model rebuilt from its config.json) or a weights file")
     return group
+
+
+def add_pointing_argument(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--pointing_tolerance", type=float, default=None,
+                       help="pointing game tolerance in pixels of the evaluated image, where masks or boxes exist "
+                            f"(default: {MULTI_LABEL_TOLERANCE:g} for multi-label models, as Zhang et al. on VOC; "
+                            "else 0)")
+
+
+def pointing_tolerance(args: argparse.Namespace, multi_label: bool) -> float:
+    if args.pointing_tolerance is not None:
+        if args.pointing_tolerance < 0:
+            raise ValueError(f"--pointing_tolerance must be >= 0, got {args.pointing_tolerance}")
+        return args.pointing_tolerance
+    return MULTI_LABEL_TOLERANCE if multi_label else 0.0
 
 
 def add_forward_arguments(group: argparse._ArgumentGroup, amp_help: str) -> None:

@@ -7,6 +7,7 @@ from typing import Optional
 from models import create_model, create_model_from_config, data_config, load_model_weights, parse_model_name
 from models.classifier import CAStreamClassifier
 from models.weights import resolve_weights_path
+from utils.data import SINGLE_LABEL
 from utils.runtime.layout import RunFolder
 
 
@@ -30,7 +31,8 @@ def load_trained_model(
         weights = resolve_weights_path(state_root)
         run = RunFolder(weights.parent)
         if run.config.is_file():
-            config = run.read_config()
+            # runs saved before the task was recorded are single-label
+            config = {"task": SINGLE_LABEL, **run.read_config()}
     elif model_name is None:
         raise ValueError("give --state_root (a run folder or weights file) or --model")
     if model_name is not None:

@@ -5,7 +5,9 @@ recognition_imagenet.py, checked against this model and data, or computed) -> th
 each rank scores its shard batch by batch, every method on the same images, with every metric of
 :mod:`utils.faithfulness` -> rank 0 gathers the per-image rows in dataset order and writes metrics.csv,
 summary.json (means + the protocol card), the curve plots and report.html (with the gallery's thumbnails, made
-on each rank from the images and maps at hand); with --compare also compare.html.
+on each rank from the images and maps at hand); with --compare also compare.html. A multi-label model
+(:mod:`.task`) is scored per image-class pair with the class's sigmoid; its summaries average over the pairs and
+over the pairs of each class.
 """
 from __future__ import annotations
 
@@ -20,18 +22,20 @@ from typing import Collection, Optional, Sequence
 
 import torch
 
-from utils.data import MASKS_DIRNAME
+from utils.data import PRESENT
 from utils.faithfulness import (
     CLASS_SOURCES,
     CURVE_METRICS,
     METRICS,
+    NUM_IMAGES,
+    NUM_PAIRS,
+    PER_CLASS,
     EvalProtocol,
     card_differences,
     evaluate_batch,
     format_table,
     get_protocol,
     image_metrics,
-    predict,
     summarize,
 )
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
@@ -40,7 +44,8 @@ from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
 from .compare_html import write_compare_page
-from .masks import load_masks, mask_root
+from .flags import pointing_tolerance
+from .masks import ObjectMasks, object_masks
 from .methods import build_methods, compute_maps
 from .model import default_store_dir
 from .plots import save_curve_panels, save_curve_plot
@@ -48,6 +53,7 @@ from .report_html import gallery_rows, thumbnails, write_report_page
 from .rows import parse_indexes, shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
+from .task import pair_key, select
 
 CSV_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o", *(m.key for m in METRICS))
 
@@ -65,7 +71,9 @@ def run(args: argparse.Namespace) -> dict:
     data = load_evaluation(args)
     notes = check_sources(sources, data.identity())
     rows, targets, class_source = select_rows(args, sources, data)
-    protocol = dataclasses.replace(get_protocol(args.protocol), class_source=class_source)
+    protocol = dataclasses.replace(get_protocol(args.protocol), class_source=class_source,
+                                   class_score=data.task.class_score,
+                                   pointing_tolerance=pointing_tolerance(args, data.task.multi_label))
     with distributed_session(args.use_gpu) as (env, device):
         if env.is_main:
             _announce(notes, sources, rows, protocol, args, data, env.world_size)
@@ -75,17 +83,18 @@ def run(args: argparse.Namespace) -> dict:
                               forward)
         for source in sources:
             source.saliency = built.get(source.method)
-        masks_at = mask_root(data.dataset, rows)
+        masks = object_masks(data.dataset, rows)
         shard = shard_rows(rows, args.batch_size, env.rank, env.world_size)
-        records, computed = score_shard(data, shard, sources, targets, masks_at, forward, device, protocol, args,
+        records, computed = score_shard(data, shard, sources, targets, masks, forward, device, protocol, args,
                                         env.is_main, gallery_rows(rows, args.report_images))
-        records = gather_in_order(records, [r["index"] for r in records], order=rows)
+        keys = [pair_key((r["index"], r["target"]), data.config["classes"]) for r in records]
+        records = gather_in_order(records, keys)
         saved_maps = {}
         if args.save_maps:
             for method, parts in computed.items():
                 # an empty shard still joins the collective, with the method's map size
                 local = torch.cat(parts) if parts else torch.zeros(0, *_map_size(sources, method, data, device))
-                saved_maps[method] = gather_tensors_in_order(local, shard, order=rows)
+                saved_maps[method] = gather_tensors_in_order(local, keys)
     if not env.is_main:
         return {}
 
@@ -95,10 +104,12 @@ def run(args: argparse.Namespace) -> dict:
     for method in methods:
         results[method], curves[method] = summarize([r["methods"][method] for r in records],
                                                     protocol.perturbation_fractions)
+        if data.task.multi_label:
+            results[method].update(_pair_counts(records), **{PER_CLASS: per_class(records, method, data, protocol)})
     for method, maps in saved_maps.items():
-        folder.save_maps(method, maps, rows, [r["methods"][method]["target"] for r in records], class_source,
+        folder.save_maps(method, maps, [r["index"] for r in records], [r["target"] for r in records], class_source,
                          data.identity())
-    card = protocol_card(protocol, args, data, rows, sources, masks_at, forward)
+    card = protocol_card(protocol, args, data, rows, sources, masks, forward, records)
     summary = {"label": label, "protocol": card, "results": results, "curves": curves, "class_names": data.class_names,
                "run": {"world_size": env.world_size, "batch_size": args.batch_size,
                        "seconds": round(time.perf_counter() - began, 2), "argv": getattr(args, "argv", None)}}
@@ -137,53 +148,85 @@ def _announce(notes: Sequence[str], sources: Sequence[Source], rows: Sequence[in
           f"{CLASS_SOURCES[protocol.class_source]} class, {data.imsize}px, world size {world_size}", flush=True)
 
 
-def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source], targets: Optional[dict],
-                masks_at: Optional[Path], forward: ForwardSettings, device: torch.device, protocol: EvalProtocol,
-                args: argparse.Namespace, progress: bool, gallery: Collection[int]
-                ) -> tuple[list[dict], dict[str, list[torch.Tensor]]]:
-    """Per-row records ``{index, path, label, methods: {method: {metrics..., curves}}}`` of this rank's shard
-    (the rows in ``gallery`` also with their report thumbnails), and the computed maps (for ``--save_maps``)."""
+def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source],
+                targets: Optional[dict[int, list[int]]], masks: Optional[ObjectMasks], forward: ForwardSettings,
+                device: torch.device, protocol: EvalProtocol, args: argparse.Namespace, progress: bool,
+                gallery: Collection[int]) -> tuple[list[dict], dict[str, list[torch.Tensor]]]:
+    """Per-pair records ``{index, path, label, target, methods: {method: {metrics..., curves}}}`` of this rank's
+    shard (one pair per image for single-label models; the pairs of the images in ``gallery`` also with their
+    report thumbnails), and the computed maps (for ``--save_maps``)."""
     # the classes are decided here (given or predicted), so evaluate_batch is told them ('gt' = use these)
     given = dataclasses.replace(protocol, class_source="gt")
+    task = data.task
     records: list[dict] = []
     computed: dict[str, list[torch.Tensor]] = {s.method: [] for s in sources if not s.from_file}
     for rows, images, labels in batches(data.dataset, shard, args.batch_size, args.workers, forward, device,
                                         "objrecon", progress):
         if targets is not None:
-            batch_targets = torch.tensor([targets[i] for i in rows])
+            explained = [(k, label) for k, row in enumerate(rows) for label in targets[row]]
         else:  # the model's own (fp32) prediction: --amp and --channels_last are speed knobs, not a class choice
-            batch_targets = predict(data.model, images, ForwardSettings(chunk=args.batch_size))
-        masks = None
-        if masks_at is not None:
-            masks = load_masks(masks_at, data.dataset, rows, data.imsize, data.crop_pct, data.squash)
-        batch_records = [{"index": i, "path": data.dataset.samples[i][0], "label": int(label), "methods": {}}
-                         for i, label in zip(rows, labels.tolist())]
+            explained = task.explained(labels, ForwardSettings(chunk=args.batch_size).logits(data.model, images),
+                                       "pred")
+        if not explained:
+            continue
+        positions = [k for k, _ in explained]
+        pair_rows = [rows[k] for k in positions]
+        classes = torch.tensor([label for _, label in explained])
+        pair_images = select(images, positions)
+        pair_masks = None if masks is None else masks.load(pair_rows, classes.tolist(), data.imsize, data.crop_pct,
+                                                             data.squash)
+        batch_records = [{"index": row, "path": data.dataset.samples[row][0], "label": _label_text(labels[k], task),
+                          "target": int(label), "methods": {}} for row, (k, label) in zip(pair_rows, explained)]
         batch_maps = {}
         for source in sources:
             if source.from_file:
-                maps = source.batch_maps(rows)
+                maps = source.batch_maps(list(zip(pair_rows, classes.tolist())))
             else:
-                maps = compute_maps(source.saliency, images, batch_targets.to(device), rows, args.seed).float().cpu()
+                maps = compute_maps(source.saliency, pair_images, classes.to(device), pair_rows,
+                                    args.seed).float().cpu()
                 computed[source.method].append(maps)
             batch_maps[source.method] = maps
-            out = evaluate_batch(data.model, images, maps, batch_targets, data.mean, data.std, given, forward,
-                                 masks=masks)
+            out = evaluate_batch(data.model, pair_images, maps, classes, data.mean, data.std, given, forward,
+                                 masks=pair_masks)
             for k, record in enumerate(batch_records):
                 record["methods"][source.method] = image_metrics(out, k)
         for k, record in enumerate(batch_records):
             if record["index"] in gallery:
-                record["thumbnails"] = thumbnails(images[k], {method: maps[k] for method, maps in batch_maps.items()},
-                                                  data.mean, data.std)
+                pair_maps = {method: maps[k] for method, maps in batch_maps.items()}
+                record["thumbnails"] = thumbnails(pair_images[k], pair_maps, data.mean, data.std)
         records.extend(batch_records)
     return records, computed
 
 
+def _label_text(label: torch.Tensor, task) -> object:
+    """metrics.csv's label: the class index, or the classes present (space-separated) for a multi-label model."""
+    if not task.multi_label:
+        return int(label)
+    return " ".join(str(c) for c, flag in enumerate(label.tolist()) if flag == PRESENT)
+
+
+def _pair_counts(records: Sequence[dict]) -> dict:
+    return {NUM_PAIRS: len(records), NUM_IMAGES: len({r["index"] for r in records})}
+
+
+def per_class(records: Sequence[dict], method: str, data: EvaluationData, protocol: EvalProtocol) -> dict:
+    """The means of every metric over the pairs of each explained class, by class name."""
+    names = data.class_names or [str(c) for c in range(data.config["classes"])]
+    by_class: dict[int, list[dict]] = {}
+    for record in records:
+        by_class.setdefault(record["target"], []).append(record)
+    return {names[label]: {**summarize([r["methods"][method] for r in group], protocol.perturbation_fractions)[0],
+                           **_pair_counts(group)}
+            for label, group in sorted(by_class.items())}
+
+
 def _map_size(sources: Sequence[Source], method: str, data: EvaluationData, device: torch.device
               ) -> tuple[int, int]:
-    """Native map size of a computed method, from one image (only needed by a rank with an empty shard)."""
+    """Native map size of a computed method, from one image (only needed by a rank with an empty shard; the size
+    does not depend on the class)."""
     source = next(s for s in sources if s.method == method)
-    image, label = data.dataset[0]
-    return tuple(compute_maps(source.saliency, image[None].to(device), torch.tensor([label], device=device), [0]
+    image = data.dataset[0][0]
+    return tuple(compute_maps(source.saliency, image[None].to(device), torch.tensor([0], device=device), [0]
                               ).shape[1:])
 
 
@@ -192,12 +235,19 @@ def indices_hash(rows: Sequence[int]) -> str:
 
 
 def protocol_card(protocol: EvalProtocol, args: argparse.Namespace, data: EvaluationData, rows: Sequence[int],
-                  sources: Sequence[Source], masks_at: Optional[Path], forward: ForwardSettings) -> dict:
+                  sources: Sequence[Source], masks: Optional[ObjectMasks], forward: ForwardSettings,
+                  records: Sequence[dict]) -> dict:
     """Everything the numbers depend on: the protocol, the data subset and preprocessing, the maps' sources, the
     model, the precision and the library versions."""
     imsize = data.imsize
+    multi_label = {
+        "task": data.task.kind, NUM_PAIRS: len(records),
+        "explained": data.task.describe_selection(protocol.class_source),
+        "aggregation": "mean over image-class pairs; per class: mean over the pairs of the class",
+    } if data.task.multi_label else {"task": data.task.kind}
     return {
         **protocol.to_dict(),
+        **multi_label,
         "step_pixels": protocol.step_pixels(imsize, imsize),
         "steps": math.ceil(imsize * imsize / protocol.step_pixels(imsize, imsize)),
         "image_size": imsize,
@@ -210,7 +260,7 @@ def protocol_card(protocol: EvalProtocol, args: argparse.Namespace, data: Evalua
             "fraction": args.fraction, "indexes": parse_indexes(args.indexes), "seed": args.seed,
             "indices_sha256": indices_hash(rows),
             "preprocessing": data.preprocessing,
-            "masks": str(masks_at / MASKS_DIRNAME) if masks_at else None,
+            "masks": masks.origin if masks else None,
         },
         "saliency": {s.method: s.card() for s in sources},
         "model": {"state_root": args.state_root,

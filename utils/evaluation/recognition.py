@@ -2,10 +2,12 @@
 
 One pass over the evaluated images (a seeded ``--fraction`` of the list, or ``--indexes``): top-1 / top-5
 predictions and, for every ``--method``, one map per image for one target class per image (the label, or the
-prediction with ``--pred``). The backbone runs once per batch: the fast gradient CAMs and the stream's attention
-reuse the classification forward. Under torchrun / SLURM every rank takes every world_size-th batch; rank 0
-gathers predictions and maps in dataset order and writes the evaluation folder (``utils.runtime.layout``), so the
-files equal a single process's. Where the images have object masks, the report gets the pointing games.
+prediction with ``--pred``). A multi-label model (:mod:`.task`) gets a sigmoid score per class, mAP and per-class AP,
+and one map per image-class pair: every class present, or with ``--pred`` the classes above a threshold or the top
+k. The backbone runs once per batch: the fast gradient CAMs and the stream's attention reuse the classification
+forward. Under torchrun / SLURM every rank takes every world_size-th batch; rank 0 gathers predictions and maps in
+dataset order and writes the evaluation folder (``utils.runtime.layout``), so the files equal a single process's.
+Where the images have object masks (or boxes), the report gets the pointing games.
 """
 from __future__ import annotations
 
@@ -15,24 +17,42 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import torch
 
-from utils.data import MASKS_DIRNAME, class_name
+from utils.data import DIFFICULT, PRESENT, class_name
 from utils.explain import FastGradientCAM, SaliencyMethod
-from utils.faithfulness import energy_pointing_game, metric, pointing_game
+from utils.faithfulness import (
+    MEAN_AP,
+    NUM_PAIRS,
+    class_average_precision,
+    energy_pointing_game,
+    mean_average_precision,
+    metric,
+    pointing_game,
+)
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
 
-from .masks import load_masks, mask_root
+from .flags import pointing_tolerance
+from .masks import object_masks
 from .methods import build_methods, compute_maps, method_names
 from .model import default_store_dir
 from .plots import save_overlay_grid
 from .rows import evaluated_indices, parse_indexes, shard_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
+from .task import EvaluationTask, Pair, pair_key, select
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "top5", "target")
+# multi-label: the classes present, those with only difficult instances, those explained, then a score per class
+MULTI_LABEL_FIELDS = ("index", "image", "labels", "difficult", "explained")
+SCORE_PREFIX = "score_"
+AP_DEFINITION = ("per class, scikit-learn's average_precision_score (non-interpolated: precision at each distinct "
+                 "score times the recall it adds), images ranked by the class logit; images whose only instances "
+                 "of the class are difficult are left out of its AP (VOC); mAP: the mean over classes with a "
+                 "positive image")
 _MASK_CHUNK = 256  # masks scored this many at a time (bool imsize x imsize each)
 
 
@@ -50,6 +70,7 @@ def run(args: argparse.Namespace) -> dict:
     ensure_writable_dir(folder.path, "--store_dir")
     ensure_writable_dir(report_path.parent, "--report")
     data = load_evaluation(args, pretrained=args.pretrained)
+    tolerance = pointing_tolerance(args, data.task.multi_label)
     indices = evaluated_indices(len(data.dataset), args.fraction, args.seed, indexes)
     identity = data.identity() if names else None
     class_source = "pred" if args.pred else "gt"
@@ -62,19 +83,24 @@ def run(args: argparse.Namespace) -> dict:
         with contextlib.ExitStack() as hooks:  # every method released, also on errors
             for method in methods.values():
                 hooks.enter_context(method)
-            rows, maps = classify_and_explain(data, local, methods, forward, device, args, env.is_main)
-            if not local and methods:  # the gather needs every rank's map size
+            rows, pairs, maps = classify_and_explain(data, local, methods, forward, device, args, class_source,
+                                                     env.is_main)
+            if not pairs and methods:  # the gather needs every rank's map size
                 maps = _empty_maps_like(data, indices[0], methods, device)
         rows = gather_in_order(rows, local, order=indices)
-        maps = {name: gather_tensors_in_order(m, local, order=indices) for name, m in maps.items()}
+        keys = [pair_key(pair, data.config["classes"]) for pair in pairs]
+        maps = {name: gather_tensors_in_order(m, keys) for name, m in maps.items()}
+        pairs = gather_in_order(pairs, keys)
 
+    summary = multilabel_summary(rows, data.class_names, data.config["classes"]) if data.task.multi_label else \
+        classification_summary(rows, data.config["classes"], data.class_names)
     report: dict[str, Any] = {
-        **classification_summary(rows, data.config["classes"], data.class_names),
+        **summary,
         "subset": {"dataset_size": len(data.dataset), "fraction": args.fraction, "seed": args.seed,
                    "indexes": indexes, "evaluated": len(indices)},
         "model": {"state_root": args.state_root, "backbone": data.config["backbone"], "pool": data.config["pool"],
                   "heads": data.config["heads"], "classes": data.config["classes"],
-                  "pretrained": bool(args.pretrained)},
+                  "pretrained": bool(args.pretrained), "task": data.task.kind},
         "data": {"root_data": args.root_data or "built-in dataset", "path_lbl": args.path_lbl,
                  "list": str(getattr(data.dataset, "list_file", "")) or None, **data.preprocessing},
         "world_size": env.world_size, "device": device.type, "amp": args.amp, "channels_last": args.channels_last,
@@ -83,27 +109,31 @@ def run(args: argparse.Namespace) -> dict:
     if methods:
         report["saliency"] = {
             "class_source": class_source,
+            "explained": data.task.describe_selection(class_source),
+            NUM_PAIRS: len(pairs),
             "methods": {name: method.describe() for name, method in methods.items()},
             "shapes": {name: list(m.shape[1:]) for name, m in maps.items()},
         }
         report["files"]["maps"] = {name: str(folder.maps(name)) for name in methods}
     if env.is_main:
-        located = localization(data, indices, maps, args.pointing_tolerance)
+        located = localization(data, pairs, maps, tolerance)
         if located is not None:
             report["localization"] = located
-        _write_outputs(folder, report_path, report, data, rows, maps, args.n_overlays, class_source, identity)
+        _write_outputs(folder, report_path, report, data, rows, pairs, maps, args.n_overlays, class_source,
+                       identity)
         _print_summary(report, folder.path)
     return report
 
 
 def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dict[str, SaliencyMethod],
-                         forward: ForwardSettings, device: torch.device, args: argparse.Namespace, progress: bool
-                         ) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """Predictions (one dict per row) and maps (N, h, w) per method, on the CPU. The feature maps and attention
-    of the classification forward feed the methods that can reuse them."""
-    model = data.model
+                         forward: ForwardSettings, device: torch.device, args: argparse.Namespace, class_source: str,
+                         progress: bool) -> tuple[list[dict], list[Pair], dict[str, torch.Tensor]]:
+    """Predictions (one dict per row), the explained (row, class) pairs and their maps (P, h, w) per method, on the
+    CPU. The feature maps and attention of the classification forward feed the methods that can reuse them."""
+    model, task = data.model, data.task
     topk = min(5, model.num_classes)
     predictions: list[dict] = []
+    pairs: list[Pair] = []
     maps: dict[str, list[torch.Tensor]] = {name: [] for name in methods}
     for batch_rows, images, labels in batches(data.dataset, rows, args.batch_size, args.workers, forward, device,
                                               "recognition", progress):
@@ -112,26 +142,39 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
             feature_maps = model.forward_feature_maps(images)
             logits, attentions = model.forward_head(feature_maps)
         logits = logits.float()
+        explained = task.explained(labels, logits, class_source)
+        positions = [position for position, _ in explained]
+        targets = torch.tensor([label for _, label in explained], dtype=torch.long, device=device)
+        pairs.extend((batch_rows[position], label) for position, label in explained)
+        for name, method in methods.items():
+            if not explained:  # multi-label --pred: no class of the batch passed the threshold
+                break
+            reused = [select(f, positions) for f in feature_maps] if isinstance(method, FastGradientCAM) else None
+            attention = [select(a, positions) for a in attentions] if attentions is not None else None
+            maps[name].append(compute_maps(method, select(images, positions), targets,
+                                           [batch_rows[p] for p in positions], args.seed, reused,
+                                           attention).float().cpu())
+        if task.multi_label:
+            scores = task.scores(logits)
+            for k, index in enumerate(batch_rows):
+                predictions.append({"index": index, "labels": labels[k].tolist(), "scores": scores[k].tolist(),
+                                    "logits": logits[k].tolist(),
+                                    "explained": [label for position, label in explained if position == k]})
+            continue
         confidence, prediction = logits.softmax(dim=1).max(dim=1)
         top = logits.topk(topk, dim=1).indices
-        targets = prediction if args.pred else labels
-        for name, method in methods.items():
-            reused = feature_maps if isinstance(method, FastGradientCAM) else None
-            maps[name].append(compute_maps(method, images, targets, batch_rows, args.seed, reused,
-                                           attentions).float().cpu())
         for k, index in enumerate(batch_rows):
             predictions.append({"index": index, "label": int(labels[k]), "prediction": int(prediction[k]),
                                 "confidence": float(confidence[k]), "top5": top[k].tolist(),
                                 "target": int(targets[k])})
-    return predictions, {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in maps.items()}
+    return predictions, pairs, {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in maps.items()}
 
 
 def _empty_maps_like(data: EvaluationData, index: int, methods: dict[str, SaliencyMethod], device: torch.device
                      ) -> dict[str, torch.Tensor]:
-    """(0, h, w) per method for a rank with no image."""
-    image, label = data.dataset[index]
-    image = image[None].to(device)
-    target = torch.tensor([label], device=device)
+    """(0, h, w) per method for a rank with no image (the map size does not depend on the class)."""
+    image = data.dataset[index][0][None].to(device)
+    target = torch.tensor([0], device=device)
     return {name: compute_maps(method, image, target, [index])[:0].float().cpu() for name, method in methods.items()}
 
 
@@ -148,58 +191,97 @@ def classification_summary(rows: Sequence[dict], num_classes: int, class_names: 
             "count": count, "per_class": per_class}
 
 
-def localization(data: EvaluationData, indices: Sequence[int], maps: dict[str, torch.Tensor], tolerance: float
+def multilabel_summary(rows: Sequence[dict], class_names: Optional[Sequence[str]], num_classes: int) -> dict:
+    """mAP and the AP of every class (%), with each class's positive and difficult-only images."""
+    logits = np.asarray([r["logits"] for r in rows], dtype=np.float64).reshape(len(rows), num_classes)
+    labels = np.asarray([r["labels"] for r in rows]).reshape(len(rows), num_classes)
+    class_ap = [None if ap is None else MEAN_AP.scale * ap for ap in class_average_precision(logits, labels)]
+    per_class = [{"class": c, "name": class_name(class_names, c), "positives": int((labels[:, c] == PRESENT).sum()),
+                  "difficult": int((labels[:, c] == DIFFICULT).sum()), "ap": class_ap[c]} for c in range(num_classes)]
+    return {MEAN_AP.key: mean_average_precision(class_ap), "count": len(rows), "class_score": "sigmoid",
+            "ap_definition": AP_DEFINITION, "per_class": per_class}
+
+
+def localization(data: EvaluationData, pairs: Sequence[Pair], maps: dict[str, torch.Tensor], tolerance: float
                  ) -> Optional[dict]:
-    """The pointing games (x their scale, %) per method, when every evaluated image has an object mask."""
-    root = mask_root(data.dataset, indices)
-    if root is None or not maps:
+    """The pointing games (x their scale, %) per method, when every evaluated image has an object mask (or boxes:
+    then the explained class's boxes, within ``tolerance`` pixels)."""
+    masks = object_masks(data.dataset, sorted({row for row, _ in pairs}))
+    if masks is None or not maps:
         return None
     games = (metric("pointing_game"), metric("energy_pointing_game"))
     scores: dict[str, dict[str, list[torch.Tensor]]] = {name: {m.key: [] for m in games} for name in maps}
     area = []
-    for start in range(0, len(indices), _MASK_CHUNK):
-        chunk = indices[start:start + _MASK_CHUNK]
-        masks = load_masks(root, data.dataset, chunk, data.imsize, data.crop_pct, data.squash)
-        area.append(masks.flatten(1).float().mean(1))
+    for start in range(0, len(pairs), _MASK_CHUNK):
+        chunk = pairs[start:start + _MASK_CHUNK]
+        block_masks = masks.load([row for row, _ in chunk], [label for _, label in chunk], data.imsize,
+                                 data.crop_pct, data.squash)
+        area.append(block_masks.flatten(1).float().mean(1))
         for name, method_maps in maps.items():
             block = method_maps[start:start + len(chunk)]
-            scores[name]["pointing_game"].append(pointing_game(block, masks, tolerance))
-            scores[name]["energy_pointing_game"].append(energy_pointing_game(block, masks))
+            scores[name]["pointing_game"].append(pointing_game(block, block_masks, tolerance))
+            scores[name]["energy_pointing_game"].append(energy_pointing_game(block, block_masks))
     return {
-        "masks": str(root / MASKS_DIRNAME), "count": len(indices), "tolerance_px": tolerance,
+        "masks": masks.origin, "count": len(pairs), "tolerance_px": tolerance,
         "mean_mask_area": 100.0 * float(torch.cat(area).mean()),  # a uniformly random point hits this often
         "methods": {name: {m.key: m.summarize(torch.cat(per_game[m.key]).double().tolist()) for m in games}
                     for name, per_game in scores.items()},
     }
 
 
+def _prediction_fields(task: EvaluationTask, class_names: Sequence[str]) -> tuple[str, ...]:
+    if not task.multi_label:
+        return PREDICTION_FIELDS
+    return (*MULTI_LABEL_FIELDS, *(f"{SCORE_PREFIX}{name}" for name in class_names))
+
+
+def _prediction_row(row: dict, data: EvaluationData, class_names: Sequence[str]) -> dict:
+    image = data.dataset.samples[row["index"]][0]
+    if not data.task.multi_label:
+        return {"index": row["index"], "image": image, "label": row["label"], "prediction": row["prediction"],
+                "confidence": f"{row['confidence']:.6f}", "top5": " ".join(str(c) for c in row["top5"]),
+                "target": row["target"]}
+    flagged = {flag: " ".join(str(c) for c, value in enumerate(row["labels"]) if value == flag)
+               for flag in (PRESENT, DIFFICULT)}
+    return {"index": row["index"], "image": image, "labels": flagged[PRESENT], "difficult": flagged[DIFFICULT],
+            "explained": " ".join(map(str, row["explained"])),
+            **{f"{SCORE_PREFIX}{name}": f"{score:.6f}" for name, score in zip(class_names, row["scores"])}}
+
+
 def _write_outputs(folder: EvaluationFolder, report_path: Path, report: dict, data: EvaluationData,
-                   rows: Sequence[dict], maps: dict[str, torch.Tensor], n_overlays: int, class_source: str,
-                   identity: Optional[dict]) -> None:
-    folder.write_predictions([{"index": r["index"], "image": data.dataset.samples[r["index"]][0],
-                               "label": r["label"], "prediction": r["prediction"],
-                               "confidence": f"{r['confidence']:.6f}", "top5": " ".join(str(c) for c in r["top5"]),
-                               "target": r["target"]} for r in rows], PREDICTION_FIELDS)
-    indices = [r["index"] for r in rows]
-    targets = [r["target"] for r in rows]
+                   rows: Sequence[dict], pairs: Sequence[Pair], maps: dict[str, torch.Tensor], n_overlays: int,
+                   class_source: str, identity: Optional[dict]) -> None:
+    class_names = [class_name(data.class_names, c) for c in range(data.config["classes"])]
+    folder.write_predictions([_prediction_row(r, data, class_names) for r in rows],
+                             _prediction_fields(data.task, class_names))
     for name, method_maps in maps.items():
-        folder.save_maps(name, method_maps, indices, targets, class_source, identity)
-    count = min(n_overlays, len(rows))
+        folder.save_maps(name, method_maps, [row for row, _ in pairs], [label for _, label in pairs], class_source,
+                         identity)
+    count = min(n_overlays, len(pairs))
     if count > 0 and maps:
-        images = torch.stack([data.dataset[r["index"]][0] for r in rows[:count]])
-        titles = [f"#{r['index']} true {class_name(data.class_names, r['label'])}\n"
-                  f"pred {class_name(data.class_names, r['prediction'])} ({100 * r['confidence']:.0f}%)"
-                  for r in rows[:count]]
+        by_index = {r["index"]: r for r in rows}
+        images = torch.stack([data.dataset[row][0] for row, _ in pairs[:count]])
+        titles = [_overlay_title(by_index[row], label, data) for row, label in pairs[:count]]
         save_overlay_grid(folder.overlays, images, {name: m[:count] for name, m in maps.items()}, titles, data.mean,
                           data.std)
         report["files"]["overlays"] = str(folder.overlays)
     folder.write_report(report_path, report)
 
 
+def _overlay_title(row: dict, label: int, data: EvaluationData) -> str:
+    if data.task.multi_label:
+        present = ", ".join(class_name(data.class_names, c) for c, flag in enumerate(row["labels"]) if flag == PRESENT)
+        return f"#{row['index']} {present}\n{class_name(data.class_names, label)} ({100 * row['scores'][label]:.0f}%)"
+    return (f"#{row['index']} true {class_name(data.class_names, row['label'])}\n"
+            f"pred {class_name(data.class_names, row['prediction'])} ({100 * row['confidence']:.0f}%)")
+
+
 def _print_summary(report: dict, store_dir: Path) -> None:
-    print(f"top-1 {report['top1']:.2f}%  top-{report['topk']} {report['top5']:.2f}%  on {report['count']} images "
-          f"-> {store_dir}")
+    if MEAN_AP.key in report:
+        print(f"{MEAN_AP.label} {report[MEAN_AP.key]:.2f}% on {report['count']} images -> {store_dir}")
+    else:
+        print(f"top-1 {report['top1']:.2f}%  top-{report['topk']} {report['top5']:.2f}%  on {report['count']} images "
+              f"-> {store_dir}")
     for name, scores in report.get("localization", {}).get("methods", {}).items():
         print(f"  {name}: pointing game {scores['pointing_game']:.1f}%  energy {scores['energy_pointing_game']:.1f}% "
               f"(mask area {report['localization']['mean_mask_area']:.1f}%)")
-

@@ -1,5 +1,7 @@
 """Where each method's maps come from for scoring: a saliency file of recognition_imagenet.py, checked against the
-model and data being evaluated, or computed on the fly; and which rows and classes that leaves."""
+model and data being evaluated, or computed on the fly; and which rows and classes that leaves. A file holds one map
+per (dataset row, class) pair: one per image for a single-label model, one per explained class for a multi-label
+one."""
 from __future__ import annotations
 
 import argparse
@@ -16,19 +18,20 @@ from .identity import identity_mismatch
 from .methods import method_names
 from .rows import evaluated_indices, parse_indexes
 from .session import EvaluationData
+from .task import Pair
 
 DEFAULT_METHOD = "gradcam"
 
 
 @dataclasses.dataclass
 class Source:
-    """One method's maps: read from a file (``maps`` + the position of each dataset row) or computed."""
+    """One method's maps: read from a file (``maps`` + the position of each (dataset row, class) pair) or
+    computed."""
 
     method: str
     path: Optional[Path] = None
     maps: Optional[torch.Tensor] = None
-    rows: Optional[dict[int, int]] = None
-    targets: Optional[list[int]] = None
+    pairs: Optional[dict[Pair, int]] = None
     class_source: Optional[str] = None
     identity: Optional[dict] = None                        # the model and data that made a file's maps
     saliency: Any = None                                   # a SaliencyMethod when computed
@@ -43,8 +46,15 @@ class Source:
                     "map_size": list(self.maps.shape[1:]), "num_maps": int(self.maps.shape[0])}
         return {"source": "computed", **self.saliency.describe()}
 
-    def batch_maps(self, rows: Sequence[int]) -> torch.Tensor:
-        return self.maps[[self.rows[i] for i in rows]]
+    def classes(self) -> dict[int, list[int]]:
+        """The classes explained in each dataset row of the file, ascending."""
+        classes: dict[int, list[int]] = {}
+        for row, label in sorted(self.pairs):
+            classes.setdefault(row, []).append(label)
+        return classes
+
+    def batch_maps(self, pairs: Sequence[Pair]) -> torch.Tensor:
+        return self.maps[[self.pairs[pair] for pair in pairs]]
 
 
 def read_source(method: str, path: Path) -> Source:
@@ -57,10 +67,10 @@ def read_source(method: str, path: Path) -> Source:
         row = int(bad[0])
         raise ValueError(f"{path}: {len(bad)} map(s) contain NaN or inf (first: file row {row}, dataset row "
                          f"{indices[row]}); regenerate them")
-    rows = {int(index): position for position, index in enumerate(indices)}
-    if len(rows) != len(indices):
-        raise ValueError(f"{path}: a dataset row appears twice in its indices")
-    return Source(method=loaded["method"] or method, path=path, maps=maps, rows=rows, targets=[int(t) for t in targets],
+    pairs = {(int(index), int(label)): position for position, (index, label) in enumerate(zip(indices, targets))}
+    if len(pairs) != len(indices):
+        raise ValueError(f"{path}: a (dataset row, class) pair appears twice in its indices and targets")
+    return Source(method=loaded["method"] or method, path=path, maps=maps, pairs=pairs,
                   class_source=loaded["class_source"], identity=loaded["identity"])
 
 
@@ -127,49 +137,61 @@ def check_sources(sources: Sequence[Source], identity: dict) -> list[str]:
 
 
 def select_rows(args: argparse.Namespace, sources: Sequence[Source], data: EvaluationData
-                ) -> tuple[list[int], Optional[dict[int, int]], str]:
-    """The dataset rows to evaluate (ascending), their classes when fixed in advance (None: predicted on the
-    fly) and the class source. Rows: a saliency file's (else every row), restricted to ``--indexes``, then a
-    seeded ``--fraction`` of them, as recognition_imagenet.py picks them."""
-    num_images, labels = len(data.dataset), data.dataset.targets
+                ) -> tuple[list[int], Optional[dict[int, list[int]]], str]:
+    """The dataset rows to evaluate (ascending), the classes explained in each when fixed in advance (None:
+    predicted on the fly) and the class source. Rows: a saliency file's (else every row), restricted to
+    ``--indexes``, then a seeded ``--fraction`` of them, as recognition_imagenet.py picks them."""
+    num_images, labels, task = len(data.dataset), data.dataset.targets, data.task
     indexes = parse_indexes(args.indexes)
     files = [s for s in sources if s.from_file]
     if not files:
         class_source = args.class_source or get_protocol(args.protocol).class_source
         rows = evaluated_indices(num_images, args.fraction, args.seed, indexes)
-        return rows, ({i: int(labels[i]) for i in rows} if class_source == "gt" else None), class_source
+        return rows, ({i: task.true_classes(labels[i]) for i in rows} if class_source == "gt" else None), class_source
     first = files[0]
+    classes = first.classes()
     for other in files[1:]:
-        if set(other.rows) != set(first.rows):
-            raise ValueError(f"{other.path} has maps for {len(other.rows)} dataset rows and {first.path} for "
-                             f"{len(first.rows)}, not the same rows: evaluate them separately")
-        if other.class_source != first.class_source or any(
-                other.targets[other.rows[i]] != first.targets[first.rows[i]] for i in first.rows):
+        if set(other.classes()) != set(classes):
+            raise ValueError(f"{other.path} has maps for {len(other.classes())} dataset rows and {first.path} for "
+                             f"{len(classes)}, not the same rows: evaluate them separately")
+        if other.class_source != first.class_source or set(other.pairs) != set(first.pairs):
             raise ValueError(f"{other.path} and {first.path} explain different classes")
     class_source = first.class_source
     if args.class_source is not None and args.class_source != class_source:
         raise ValueError(f"the maps in {first.path} explain the {CLASS_SOURCES.get(class_source, class_source)} "
                          f"class, but --class_source {args.class_source} was asked: regenerate them with the same "
                          f"class source, or add --compute")
-    available = sorted(first.rows)
+    available = sorted(classes)
     if not available:
         raise ValueError(f"{first.path} holds no maps")
     outside = [index for index in available if not 0 <= index < num_images]
     if outside:
         raise ValueError(f"{first.path} has a map for dataset row {outside[0]}, but the dataset has {num_images} "
                          f"images: were the maps made with other --root_data/--path_lbl?")
+    several = [index for index in available if len(classes[index]) > 1]
+    if several and not task.multi_label:
+        raise ValueError(f"{first.path} has {len(classes[several[0]])} maps for dataset row {several[0]}, but the "
+                         f"model is single-label: one class per image")
     if indexes is not None:
-        missing = sorted(set(indexes) - set(first.rows))
+        missing = sorted(set(indexes) - set(classes))
         if missing:
             raise ValueError(f"--indexes: {len(missing)} rows have no map in {first.path} (first: {missing[:5]})")
         available = indexes
     rows = evaluated_indices(len(available), args.fraction, args.seed)
     rows = [available[i] for i in rows]
-    targets = {i: first.targets[first.rows[i]] for i in rows}
+    targets = {i: classes[i] for i in rows}
     if class_source == "gt":
-        wrong = [i for i in rows if targets[i] != labels[i]]
+        wrong = [i for i in rows if targets[i] != task.true_classes(labels[i])]
         if wrong:
-            raise ValueError(f"{first.path}: the ground-truth class of dataset row {wrong[0]} is "
-                             f"{labels[wrong[0]]} in the list file but {targets[wrong[0]]} in the maps file "
-                             f"({len(wrong)} rows differ): were the maps made with another --path_lbl?")
+            row = wrong[0]
+            what = "class" if not task.multi_label else "classes"
+            listed = task.true_classes(labels[row])
+            raise ValueError(f"{first.path}: the ground-truth {what} of dataset row {row} "
+                             f"{'is' if what == 'class' else 'are'} {_classes_text(listed)} in the list file but "
+                             f"{_classes_text(targets[row])} in the maps file ({len(wrong)} rows differ): were the "
+                             f"maps made with another --path_lbl?")
     return rows, targets, class_source
+
+
+def _classes_text(classes: Sequence[int]) -> str:
+    return str(classes[0]) if len(classes) == 1 else "[" + ", ".join(map(str, classes)) + "]"

@@ -10,11 +10,12 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from models.classifier import CAStreamClassifier
-from utils.data import ImageDataset, build_dataset
+from utils.data import MULTI_LABEL, SINGLE_LABEL, ImageDataset, build_dataset
 from utils.runtime.forward import ForwardSettings
 
 from .identity import evaluation_identity, preprocessing_card
 from .model import load_trained_model
+from .task import EvaluationTask, task_of
 
 DEFAULT_IMSIZE = 224
 
@@ -39,6 +40,7 @@ class EvaluationData:
     imsize: int
     crop_pct: float
     squash: bool
+    task: EvaluationTask = EvaluationTask()
     _identity: Optional[dict] = field(default=None, repr=False)
 
     @property
@@ -66,13 +68,21 @@ class EvaluationData:
 
 def load_evaluation(args: argparse.Namespace, pretrained: bool = False) -> EvaluationData:
     """The model of ``--state_root`` (flags override its config) and the dataset of the data flags, preprocessed
-    as the model's run was (``--imsize`` etc. override)."""
+    as the model's run was (``--imsize`` etc. override). The task (single- or multi-label) is the run's, which
+    ``--dataset`` must agree with; without a run's config it follows ``--dataset``."""
     model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads, pretrained)
+    recorded = config.get("task")
+    kind = args.dataset or ("voc" if recorded == MULTI_LABEL else "imagenet")
+    task = MULTI_LABEL if kind == "voc" else SINGLE_LABEL
+    if recorded is not None and recorded != task:
+        raise ValueError(f"--dataset {kind} is {task} data, but the model of {args.state_root} was trained on "
+                         f"{recorded} data (its config.json)")
+    config["task"] = task
     imsize = args.imsize or config.get("imsize") or DEFAULT_IMSIZE
     dataset = build_dataset(args.root_data, args.path_lbl, imsize, train=False, mean=config["mean"],
                             std=config["std"], num_classes=config["classes"], crop_pct=args.crop_pct,
-                            squash=args.squash)
-    return EvaluationData(model, config, dataset, imsize, args.crop_pct, args.squash)
+                            squash=args.squash, dataset=kind)
+    return EvaluationData(model, config, dataset, imsize, args.crop_pct, args.squash, task_of(task, args))
 
 
 def forward_settings(args: argparse.Namespace, device: torch.device) -> ForwardSettings:

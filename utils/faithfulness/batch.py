@@ -19,14 +19,15 @@ from .protocol import EvalProtocol, get_protocol
 def evaluate_batch(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, targets: Optional[Targets],
                    mean: Sequence[float], std: Sequence[float], protocol: Union[str, EvalProtocol] = "reference",
                    forward: ForwardSettings = ForwardSettings(), *, masks: Optional[torch.Tensor] = None,
-                   pointing_tolerance: float = 0.0, perturbation: bool = True) -> dict[str, torch.Tensor]:
+                   perturbation: bool = True) -> dict[str, torch.Tensor]:
     """All faithfulness metrics of one batch, per image (CPU tensors), under the keys of
     :data:`~utils.faithfulness.metrics.METRICS` plus ``target``, ``prediction`` (the clean image's top-1 class),
     ``p``, ``o`` and the insertion / deletion curves (``insertion_curve``, ``deletion_curve``).
 
     ``perturbation`` adds positive / negative perturbation ((N, fractions) bool); ``masks`` (N, H, W) the pointing
-    games. With ``protocol.class_source == 'pred'`` the clean image's predicted class is used and ``targets`` is
-    ignored (may be None).
+    games (within ``protocol.pointing_tolerance`` pixels). Scores are ``protocol.class_score``: softmax, or the
+    target's sigmoid for multi-label models. With ``protocol.class_source == 'pred'`` the clean image's predicted
+    class is used and ``targets`` is ignored (may be None).
     """
     proto = get_protocol(protocol)
     device = forward.device_for(model)
@@ -39,8 +40,8 @@ def evaluate_batch(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, 
     targets = as_targets(targets, images.shape[0], device)
     out = {"target": targets.cpu(), "prediction": clean.argmax(-1).cpu(),
            **average_drop_increase_gain(model, images, saliency, targets, mean, std, forward,
-                                        masking_space=proto.masking_space,
-                                        clean_scores=target_scores(clean, targets).cpu())}
+                                        masking_space=proto.masking_space, class_score=proto.class_score,
+                                        clean_scores=target_scores(clean, targets, proto.class_score).cpu())}
     for mode in ("insertion", "deletion"):
         curve = causal_metric(model, images, saliency, targets, mode, forward=forward, protocol=proto, mean=mean,
                               std=std)
@@ -48,9 +49,10 @@ def evaluate_batch(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, 
     if perturbation:
         for mode in ("positive", "negative"):
             out[f"{mode}_perturbation"] = perturbation_curve(model, images, saliency, targets, mean, std, mode,
-                                                             proto.perturbation_fractions, forward)
+                                                             proto.perturbation_fractions, forward,
+                                                             proto.class_score)
     if masks is not None:
-        out["pointing_game"] = pointing_game(saliency, masks, pointing_tolerance)
+        out["pointing_game"] = pointing_game(saliency, masks, proto.pointing_tolerance)
         out["energy_pointing_game"] = energy_pointing_game(saliency, masks)
     return out
 

@@ -68,7 +68,8 @@ def causal_metric(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, t
                   mode: CausalMode, pixels_per_step: Optional[int] = None, substrate: Optional[torch.Tensor] = None,
                   forward: ForwardSettings = ForwardSettings(), *, protocol: Union[str, EvalProtocol] = "reference",
                   mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> torch.Tensor:
-    """(N, steps + 1) target-class scores while pixels move from the start to the finish image (RISE).
+    """(N, steps + 1) target-class scores (``protocol.class_score``) while pixels move from the start to the finish
+    image (RISE).
 
     Pixels are taken in descending saliency order (ties: lower flat index first); step k has the first
     ``k * pixels_per_step`` of them from the finish image, ``steps = ceil(H * W / pixels_per_step)``.
@@ -96,6 +97,6 @@ def causal_metric(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, t
         raise ValueError(f"mode must be 'insertion' or 'deletion', got {mode!r}")
 
     def score(logits: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
-        return target_scores(logits, chunk_targets, proto.softmax)
+        return target_scores(logits, chunk_targets, proto.class_score if proto.softmax else "logit")
 
     return sweep(model, start.to(images), finish.to(images), rank, thresholds, targets, score, forward)

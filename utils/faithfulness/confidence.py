@@ -38,8 +38,10 @@ def average_drop_increase_gain(model: nn.Module, images: torch.Tensor, saliency:
                                mean: Sequence[float], std: Sequence[float],
                                forward: ForwardSettings = ForwardSettings(), *,
                                masking_space: Literal["pixel", "normalized"] = "pixel",
-                               clean_scores: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-    """Per-image ``p``, ``o`` (softmax of the target), ``ad``, ``ai`` (increase, bool) and ``ag``.
+                               clean_scores: Optional[torch.Tensor] = None,
+                               class_score: str = "softmax") -> dict[str, torch.Tensor]:
+    """Per-image ``p``, ``o`` (the target's score: its softmax, or its sigmoid for multi-label models), ``ad``,
+    ``ai`` (increase, bool) and ``ag``.
 
     ``o`` is scored on ``normalize(denormalize(x) * S)``: the map is a soft mask on [0, 1] pixels, black
     background (``masking_space='normalized'`` multiplies the normalised tensor instead). ``clean_scores``: ``p``
@@ -51,8 +53,8 @@ def average_drop_increase_gain(model: nn.Module, images: torch.Tensor, saliency:
     sal = prepare_saliency(saliency, (h, w), n, device)
     targets = as_targets(targets, n, device)
     if clean_scores is None:
-        clean_scores = target_scores(forward.logits(model, images), targets).cpu()
+        clean_scores = target_scores(forward.logits(model, images), targets, class_score).cpu()
     masked = _mask_images(images, sal, mean, std, masking_space)
-    o = target_scores(forward.logits(model, masked), targets).cpu()
+    o = target_scores(forward.logits(model, masked), targets, class_score).cpu()
     drop, increase, gain = drop_increase_gain(clean_scores, o)
     return {"p": clean_scores, "o": o, "ad": drop, "ai": increase, "ag": gain}

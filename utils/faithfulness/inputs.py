@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 Targets = Union[torch.Tensor, Sequence[int]]
+# how logits become class scores: a softmax over the classes (single-label), each class's sigmoid (multi-label)
+CLASS_SCORES = ("softmax", "sigmoid")
 
 
 def prepare_saliency(saliency: ArrayLike, size: tuple[int, int], num_images: Union[int, None] = None,
@@ -47,14 +49,30 @@ def as_targets(targets: Targets, n: int, device: torch.device) -> torch.Tensor:
     return t
 
 
-def target_scores(logits: torch.Tensor, targets: torch.Tensor, softmax: bool = True) -> torch.Tensor:
-    """(N,) softmax probability (or raw logit) of each image's target class."""
-    values = logits.softmax(-1) if softmax else logits
-    return values.gather(1, targets[:, None])[:, 0]
+def class_scores(logits: torch.Tensor, class_score: str = "softmax") -> torch.Tensor:
+    """(N, C) scores of every class: ``softmax`` over the classes, each class's ``sigmoid``, or the raw ``logit``."""
+    if class_score == "softmax":
+        return logits.softmax(-1)
+    if class_score == "sigmoid":
+        return logits.sigmoid()
+    if class_score == "logit":
+        return logits
+    raise ValueError(f"class_score must be one of {', '.join(CLASS_SCORES)} or 'logit', got {class_score!r}")
+
+
+def target_scores(logits: torch.Tensor, targets: torch.Tensor, class_score: str = "softmax") -> torch.Tensor:
+    """(N,) score of each image's target class (see :func:`class_scores`)."""
+    return class_scores(logits, class_score).gather(1, targets[:, None])[:, 0]
 
 
 def is_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The target class is the top-1 class (single-label)."""
     return logits.argmax(-1) == targets
+
+
+def is_recognised(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The target class's sigmoid exceeds 1/2 (multi-label: each class is decided on its own)."""
+    return logits.gather(1, targets[:, None])[:, 0] > 0
 
 
 def pixel_rank(saliency: torch.Tensor, descending: bool) -> torch.Tensor:

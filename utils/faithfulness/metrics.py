@@ -70,6 +70,12 @@ METRICS: tuple[Metric, ...] = (
            needs_masks=True),
 )
 METRIC_KEYS: tuple[str, ...] = tuple(metric.key for metric in METRICS)
+# How a multi-label model is scored (training's log, recognition's report): not a per-image metric of maps.
+MEAN_AP = Metric("map", "mAP", True, "mean over classes of the average precision of the class scores "
+                                     "(scikit-learn's non-interpolated AP; VOC's difficult-only images left out)")
+# Summary keys of multi-label evaluations, beside the metrics: a mean is over image-class pairs (NUM_PAIRS of them,
+# on NUM_IMAGES images), and PER_CLASS holds the same means over the pairs of each class.
+NUM_IMAGES, NUM_PAIRS, PER_CLASS = "num_images", "num_pairs", "per_class"
 # insertion and deletion also keep their curves (class score after each step)
 CURVE_METRICS: tuple[str, ...] = ("insertion", "deletion")
 

@@ -10,7 +10,7 @@ from torch import nn
 from utils.data import normalize
 from utils.runtime.forward import ForwardSettings
 
-from .inputs import ArrayLike, Targets, as_targets, is_correct, pixel_rank, prepare_saliency
+from .inputs import ArrayLike, Targets, as_targets, is_correct, is_recognised, pixel_rank, prepare_saliency
 from .protocol import DEFAULT_FRACTIONS
 from .sweep import sweep
 
@@ -20,9 +20,10 @@ PerturbationMode = Literal["positive", "negative"]
 def perturbation_curve(model: nn.Module, images: torch.Tensor, saliency: ArrayLike, targets: Targets,
                        mean: Sequence[float], std: Sequence[float], mode: PerturbationMode = "positive",
                        fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                       forward: ForwardSettings = ForwardSettings()) -> torch.Tensor:
-    """(N, len(fractions)) bool: is argmax == target after zeroing (in pixel space) the ``fraction`` most
-    ('positive') or least ('negative') salient pixels. Positive should fall fast, negative stay high."""
+                       forward: ForwardSettings = ForwardSettings(), class_score: str = "softmax") -> torch.Tensor:
+    """(N, len(fractions)) bool: is the target still recognised (argmax == target; with ``class_score`` 'sigmoid',
+    its sigmoid > 1/2) after zeroing (in pixel space) the ``fraction`` most ('positive') or least ('negative')
+    salient pixels. Positive should fall fast, negative stay high."""
     if mode not in ("positive", "negative"):
         raise ValueError(f"mode must be 'positive' or 'negative', got {mode!r}")
     device = forward.device_for(model)
@@ -32,4 +33,5 @@ def perturbation_curve(model: nn.Module, images: torch.Tensor, saliency: ArrayLi
     # int(fraction * H * W) as Chefer et al.; the tiny offset keeps e.g. 0.29 * 100 from flooring to 28
     thresholds = torch.tensor([int(f * h * w + 1e-6) for f in fractions], device=device)
     black = normalize(torch.zeros_like(images[:1]), mean, std)  # pixel value 0, re-normalised
-    return sweep(model, images, black, rank, thresholds, as_targets(targets, n, device), is_correct, forward)
+    recognised = is_recognised if class_score == "sigmoid" else is_correct
+    return sweep(model, images, black, rank, thresholds, as_targets(targets, n, device), recognised, forward)

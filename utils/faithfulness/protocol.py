@@ -6,6 +6,8 @@ from typing import Literal, Union
 
 import numpy as np
 
+from .metrics import NUM_PAIRS
+
 # The reference guards AD / AG denominators with float64 machine epsilon; scores are promoted to float64 so
 # that this eps is not lost against p (float32 eps is ~1e-7).
 EPS = float(np.finfo(np.float64).eps)
@@ -13,7 +15,8 @@ DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CLASS_SOURCES = {"gt": "ground-truth", "pred": "predicted"}
 # protocol entries that make two evaluations comparable (the data subset is compared through its hash)
 _COMPARABLE = ("name", "pixels_per_step", "step_pixels", "blur_kernel", "blur_sigma", "deletion_substrate",
-               "class_source", "masking_space", "softmax", "perturbation_fractions", "image_size", "num_images")
+               "class_source", "masking_space", "softmax", "class_score", "pointing_tolerance",
+               "perturbation_fractions", "image_size", "num_images", NUM_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,11 @@ class EvalProtocol:
     ``deletion_substrate``: 'zeros' of the normalised tensor (= dataset-mean grey, reference and RISE),
     'black' (pixel value 0) or 'blur' (the insertion start image). ``masking_space`` applies to AD/AI/AG:
     'pixel' = normalize(denormalize(x) * S) (reference), 'normalized' = x * S (pytorch-grad-cam).
-    ``softmax=False`` scores insertion/deletion with the raw target logit (AD/AI/AG always use softmax).
+    ``class_score``: how logits become class scores (AD/AI/AG, insertion/deletion; +/-perturbation's 'still
+    recognised'): 'softmax' over the classes, or each class's 'sigmoid' (multi-label models: the classes are not
+    exclusive). ``softmax=False`` scores insertion/deletion with the raw target logit instead (AD/AI/AG keep
+    ``class_score``). ``pointing_tolerance``: pixels between the map's maximum and the object for a hit (Zhang et
+    al. use 15).
     """
     name: str = "reference"
     pixels_per_step: Union[int, None] = None
@@ -34,6 +41,8 @@ class EvalProtocol:
     class_source: Literal["gt", "pred"] = "gt"
     masking_space: Literal["pixel", "normalized"] = "pixel"
     softmax: bool = True
+    class_score: Literal["softmax", "sigmoid"] = "softmax"
+    pointing_tolerance: float = 0.0
     perturbation_fractions: tuple[float, ...] = DEFAULT_FRACTIONS
 
     def step_pixels(self, height: int, width: int) -> int:

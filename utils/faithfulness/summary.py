@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .metrics import CURVE_METRICS, METRICS
+from .metrics import CURVE_METRICS, METRICS, NUM_PAIRS
 
 
 def image_metrics(outputs: Mapping[str, torch.Tensor], k: int) -> dict[str, Any]:
@@ -48,7 +48,8 @@ def summarize(per_image: Sequence[Mapping[str, Any]], fractions: Sequence[float]
 
 
 def format_table(results_by_label: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
-    """A fixed-width table: one line per (run, method), the metrics x their scale (arrows: better direction)."""
+    """A fixed-width table: one line per (run, method), the metrics x their scale (arrows: better direction); N
+    counts images, or image-class pairs for multi-label models."""
     columns = [metric for metric in METRICS
                if any(metric.key in r for results in results_by_label.values() for r in results.values())]
     width = max(len(f"{label} {method}") for label, results in results_by_label.items() for method in results)
@@ -57,5 +58,5 @@ def format_table(results_by_label: Mapping[str, Mapping[str, Mapping[str, Any]]]
     for label, results in results_by_label.items():
         for method, r in results.items():
             cells = " ".join(f"{r[m.key]:7.2f}" if m.key in r else f"{'-':>7}" for m in columns)
-            lines.append(f"{label + ' ' + method:<{width}} {cells} {r['num_images']:7d}")
+            lines.append(f"{label + ' ' + method:<{width}} {cells} {r.get(NUM_PAIRS, r['num_images']):7d}")
     return "\n".join(lines)

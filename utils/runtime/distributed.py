@@ -329,6 +329,13 @@ def gather_tensors_in_order(
     return local_rows[torch.as_tensor(positions, dtype=torch.long, device=local_rows.device)]
 
 
+def gather_rows(local_rows: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows (shards of any length, equal trailing shape and dtype) on every rank, for statistics that do
+    not depend on the order of rows (an average precision)."""
+    ids = torch.arange(local_rows.shape[0]) * get_world_size() + get_rank()  # unique over ranks
+    return gather_tensors_in_order(local_rows, ids)
+
+
 @contextlib.contextmanager
 def distributed_session(use_gpu: bool) -> Iterator[tuple[DistributedEnv, torch.device]]:
     """:func:`setup_distributed` for the duration of a ``with`` block; the process group is left afterwards, also

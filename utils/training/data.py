@@ -1,5 +1,6 @@
-"""The training and validation data of a run: the built-in set by default, else ``--root_data`` and the lists;
-the model's class count, every label checked against it before training starts."""
+"""The training and validation data of a run: the built-in set by default, else ``--root_data`` and the lists
+(``--dataset voc``: a VOCdevkit folder and its image sets, or the built-in multi-label set); the model's class
+count, every label checked against it before training starts."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ from utils.data import (
     EpochSeededDataset,
     ImageDataset,
     ListDataset,
+    VOCDataset,
     build_dataset,
     subset_indices,
 )
@@ -52,6 +54,7 @@ class TrainingData:
     num_classes: int
     class_names: Optional[list[str]]
     validation: str  # where the validation images come from, for the log
+    task: str  # single-label or multi-label
 
 
 def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_size: int) -> TrainingData:
@@ -60,16 +63,22 @@ def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_si
 
     Without a validation list, ``--val_split`` of the training list is held out (seeded). Every label of both
     lists is checked against the class count here, so a bad one names its file and line before training starts.
+    ``--dataset voc``: ``--path_list`` / ``--val_list`` name image sets (default train / val) or multi-label lists,
+    checked against the devkit's classes when read.
     """
     if args.root_data is not None and not Path(args.root_data).is_dir():
         raise FileNotFoundError(f"--root_data {args.root_data} is not a folder")
-    train_list, val_list = _resolve_lists(args)
-    common = dict(imsize=args.imsize, mean=mean, std=std, num_classes=args.classes)
+    common = dict(imsize=args.imsize, mean=mean, std=std, num_classes=args.classes, dataset=args.dataset)
+    train_list, val_list = _resolve_lists(args) if args.dataset != "voc" else (args.path_list, args.val_list)
     train_set = build_dataset(args.root_data, train_list, train=True, scale=tuple(args.crop_scale), **common)
     if len(train_set) == 0:
         raise ValueError(f"--path_list {train_list} lists no images")
     num_classes, classes_origin = _count_classes(args, train_set)
-    if args.root_data is None or val_list is not None:
+    if isinstance(train_set, VOCDataset):
+        val_set = build_dataset(args.val_root or args.root_data, val_list, train=False, **common)
+        train_indices, val_indices = list(range(len(train_set))), list(range(len(val_set)))
+        validation = f"validation: {val_set.list_file}"
+    elif args.root_data is None or val_list is not None:
         val_root = args.val_root or args.root_data
         val_set = build_dataset(val_root, val_list, train=False, **common)
         train_indices = list(range(len(train_set)))
@@ -91,7 +100,7 @@ def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_si
     train = EpochSeededDataset(Subset(train_set, train_indices), args.seed)
     # Each rank validates its own shard, without the padding a DistributedSampler would add.
     val = Subset(val_set, shard_indices(val_indices, rank, world_size)) if val_indices else None
-    return TrainingData(train, val, num_classes, train_set.classes, validation)
+    return TrainingData(train, val, num_classes, train_set.classes, validation, train_set.task)
 
 
 def _count_classes(args: argparse.Namespace, train_set: ImageDataset) -> tuple[int, str]:

@@ -1,4 +1,5 @@
-"""The optimisation recipe from timm's parts: loss, mixup/cutmix, optimizer, learning-rate schedule."""
+"""The optimisation recipe from timm's parts: loss, mixup/cutmix, optimizer, learning-rate schedule; for
+multi-label data, BCE with logits on multi-hot targets that mixup/cutmix mix."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import timm.optim
 import timm.scheduler
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
@@ -15,9 +17,43 @@ CRITERIA = ("CrossEntropy", "BCELogitsLoss")
 SCHEDULES = ("multistep", "step", "cosine", "none")
 
 
-def build_criterion(name: str, smoothing: float, mixup_active: bool) -> nn.Module:
+class MultiLabelBCE(nn.Module):
+    """BCE with logits on multi-hot (or mixed) targets, each class its own binary problem; ``smoothing`` pulls every
+    target towards 1/2 (``t (1 - s) + s / 2``, as timm smooths multi-label targets)."""
+
+    def __init__(self, smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.float() * (1 - self.smoothing) + self.smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+class MultiLabelMixup(Mixup):
+    """timm's mixup / cutmix of the images, mixing multi-hot targets (B, C) with the same weights (timm's own
+    mixes one class index per image). Smoothing is the criterion's (:class:`MultiLabelBCE`): it commutes with
+    mixing."""
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.mode == "elem":
+            lam = self._mix_elem(x)
+        elif self.mode == "pair":
+            lam = self._mix_pair(x)
+        else:
+            lam = self._mix_batch(x)
+        target = target.float()
+        return x, target * lam + target.flip(0) * (1 - lam)
+
+
+def build_criterion(name: str, smoothing: float, mixup_active: bool, multi_label: bool = False) -> nn.Module:
     if name not in CRITERIA:
         raise ValueError(f"--criterion {name}: expected one of {', '.join(CRITERIA)}")
+    if multi_label:
+        if name != "BCELogitsLoss":
+            raise ValueError(f"--criterion {name}: multi-label data (--dataset voc) is learnt with --criterion "
+                             f"BCELogitsLoss, one binary problem per class")
+        return MultiLabelBCE(smoothing)
     if name == "BCELogitsLoss":
         return BinaryCrossEntropy(smoothing=smoothing)
     if mixup_active:  # mixup already smooths the soft targets it builds
@@ -25,9 +61,12 @@ def build_criterion(name: str, smoothing: float, mixup_active: bool) -> nn.Modul
     return LabelSmoothingCrossEntropy(smoothing) if smoothing > 0 else nn.CrossEntropyLoss()
 
 
-def build_mixup(args: argparse.Namespace, num_classes: int) -> Optional[Mixup]:
+def build_mixup(args: argparse.Namespace, num_classes: int, multi_label: bool = False) -> Optional[Mixup]:
     if args.mixup <= 0 and args.cutmix <= 0:
         return None
+    if multi_label:
+        return MultiLabelMixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
+                               switch_prob=args.mixup_switch_prob, label_smoothing=0.0, num_classes=num_classes)
     return Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
                  switch_prob=args.mixup_switch_prob, label_smoothing=args.smoothing, num_classes=num_classes)
 

@@ -3,6 +3,7 @@ writes files."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 from pathlib import Path
 from typing import Callable, Optional
@@ -15,7 +16,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from models import create_model, data_config, load_backbone_weights, model_config, parse_model_name
 from models.weights import resolve_weights_path
-from utils.data import EpochIndexSampler
+from utils.data import MULTI_LABEL, SINGLE_LABEL, EpochIndexSampler
+from utils.faithfulness import MEAN_AP
 from utils.runtime.distributed import cleanup_distributed, setup_distributed
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.layout import RunFolder
@@ -24,17 +26,20 @@ from utils.runtime.seeding import derived_seed, seed_everything
 
 from .data import build_training_data
 from .log import RunLog
-from .loops import Optimisation, evaluate, train_one_epoch
+from .loops import Accuracy, EpochStats, MeanAveragePrecision, Optimisation, evaluate, train_one_epoch
 from .recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 
-# A resumed run must rebuild the same network: these config entries have to agree.
-_RESUME_KEYS = ("backbone", "pool", "classes", "heads")
+# A resumed run must rebuild the same network and learn the same task: these config entries have to agree
+# (runs saved before the task was recorded are single-label).
+_RESUME_KEYS = ("backbone", "pool", "classes", "heads", "task")
+_RESUME_DEFAULTS = {"task": SINGLE_LABEL}
 
 
 def _check_resume_config(saved: dict, config: dict, path: Path) -> None:
     for key in _RESUME_KEYS:
-        if saved.get(key) != config.get(key):
-            raise ValueError(f"--resume: {path} was saved for {key}={saved.get(key)!r}, but this run has "
+        recorded = saved.get(key, _RESUME_DEFAULTS.get(key))
+        if recorded != config.get(key):
+            raise ValueError(f"--resume: {path} was saved for {key}={recorded!r}, but this run has "
                              f"{key}={config.get(key)!r}; use another --store_dir or the original flags")
 
 
@@ -62,15 +67,19 @@ class Trainer:
         self.log(data.validation)
         self.forward = ForwardSettings(device=self.device, amp=args.amp, channels_last=args.channels_last,
                                        chunk=args.batch_size, compile=args.compile)
+        self.multi_label = data.task == MULTI_LABEL
+        self.class_names = data.class_names or [str(c) for c in range(num_classes)]
+        self.scoring = functools.partial(MeanAveragePrecision, num_classes) if self.multi_label else Accuracy
         self.model = self._build_model(num_classes)
-        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, data.class_names)
+        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, data.class_names, data.task)
         self.train_loader = self._loader(self.train_set, train=True)
         self.val_loader = self._loader(self.val_set, train=False) if self.val_set is not None else None
         optimizer = build_optimizer(self.model, args)
         self.optimisation = Optimisation(
-            criterion=build_criterion(args.criterion, args.smoothing, args.mixup > 0 or args.cutmix > 0),
+            criterion=build_criterion(args.criterion, args.smoothing, args.mixup > 0 or args.cutmix > 0,
+                                      self.multi_label),
             optimizer=optimizer, scheduler=build_scheduler(optimizer, args, len(self.train_loader)),
-            mixup=build_mixup(args, num_classes),
+            mixup=build_mixup(args, num_classes, self.multi_label),
             scaler=torch.amp.GradScaler("cuda") if args.amp == "fp16" and self.device.type == "cuda" else None,
             clip_grad=args.clip_grad, ema=ModelEmaV3(self.model, decay=args.ema_decay) if args.ema else None)
         self.start_epoch, self.best_accuracy, self.log_rows = 0, -math.inf, []
@@ -216,26 +225,39 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch)
         optimisation = self.optimisation
         train = train_one_epoch(self.ddp_model, self.train_loader, optimisation, self.forward, self.device, epoch,
-                                self.progress_bars, on_step=self._step_printer(epoch))
+                                self.progress_bars, on_step=self._step_printer(epoch), scoring=self.scoring)
         if optimisation.scheduler is not None:
             optimisation.scheduler.step(epoch + 1)
         evaluated = optimisation.ema.module if optimisation.ema is not None else self.model
         val = evaluate(evaluated, self.val_loader, self.forward, self.device, self.progress_bars,
-                       desc=f"epoch {epoch + 1} val") if self.val_loader is not None else None
-        accuracy = val.accuracy if val is not None else train.accuracy
-        improved = accuracy > self.best_accuracy
-        self.best_accuracy = max(self.best_accuracy, accuracy)
-        row = {"epoch": epoch + 1, "train_loss": round(train.loss, 6), "train_acc": round(train.accuracy, 4),
-               "val_loss": round(val.loss, 6) if val else "", "val_acc": round(val.accuracy, 4) if val else "",
+                       desc=f"epoch {epoch + 1} val", scoring=self.scoring) if self.val_loader is not None else None
+        score = val.score if val is not None else train.score
+        improved = score > self.best_accuracy
+        self.best_accuracy = max(self.best_accuracy, score)
+        row = {"epoch": epoch + 1, **self._scores("train", train), **self._scores("val", val),
                "lr": optimisation.lr, "images_per_s": round(train.throughput, 2)}
         self.log_rows.append(row)
         if self.is_main:
             self._save(epoch + 1, improved, run_log)
-            val_text = f" | val loss {val.loss:.4f} acc {val.accuracy:.2f}%" if val else ""
-            self.log(f"epoch {epoch + 1}/{args.epochs} | train loss {train.loss:.4f} acc {train.accuracy:.2f}%"
+            name = MEAN_AP.label if self.multi_label else "acc"
+            val_text = f" | val loss {val.loss:.4f} {name} {val.score:.2f}%" if val else ""
+            self.log(f"epoch {epoch + 1}/{args.epochs} | train loss {train.loss:.4f} {name} {train.score:.2f}%"
                      f"{val_text} | {train.throughput:.1f} img/s")
         return row
 
+    def _scores(self, split: str, stats: Optional[EpochStats]) -> dict:
+        """The log columns of one pass: loss and accuracy, or loss, mAP and (validation) the AP of each class."""
+        def cell(value: Optional[float], digits: int = 4) -> object:
+            return "" if value is None else round(value, digits)
+
+        columns = {f"{split}_loss": cell(stats and stats.loss, 6)}
+        if not self.multi_label:
+            return {**columns, f"{split}_acc": cell(stats and stats.accuracy)}
+        columns[f"{split}_{MEAN_AP.key}"] = cell(stats and stats.mean_ap)
+        if split == "val":
+            class_ap = stats.class_ap if stats else [None] * len(self.class_names)
+            columns.update({f"val_ap_{name}": cell(ap) for name, ap in zip(self.class_names, class_ap)})
+        return columns
 
 def _normalisation(args: argparse.Namespace, backbone: str) -> tuple[tuple, tuple]:
     """The input statistics the starting weights expect: those of the --init_from run, else the pretrained config
