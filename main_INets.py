@@ -121,8 +121,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise SystemExit("error: --resume continues the run in --store_dir and --overwrite replaces it: give one")
     if not 0 <= args.val_split < 1:
         raise SystemExit(f"error: --val_split must be in [0, 1), got {args.val_split}")
-    if args.criterion is None:
-        args.criterion = "BCELogitsLoss" if args.dataset == "voc" else "CrossEntropy"
     if args.store_dir is None:
         args.store_dir = f"runs/{args.model}_{args.pool or 'gap'}" + ("_voc" if args.dataset == "voc" else "")
     from utils.training.trainer import Trainer  # after parsing, so --help stays fast

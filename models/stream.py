@@ -92,10 +92,6 @@ class CAStream(nn.Module):
             for d_in, d_out in zip(self.dims, out_dims)
         )
 
-    @property
-    def num_features(self) -> int:
-        return self.blocks[-1].out_dim
-
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Returns the final token (B, dims[-1]) and each block's attention (B, heads, H_k, W_k)."""
         if len(features) != len(self.blocks):

@@ -136,6 +136,30 @@ def test_metrics_score_each_pair_with_its_sigmoid_recorded_on_the_card(trained_v
         assert per_class["deletion"] == pytest.approx(100 * np.mean(mine), abs=1e-9)
 
 
+def test_report_and_compare_pages_show_one_item_per_pair(trained_voc_runs, ca_eval, tmp_path):
+    """report.html's gallery: one item per image-class pair (named row-class, filtered by the explained class) with
+    its thumbnails; compare.html reads the pairs of the GAP run's and the CA run's folders."""
+    import re
+
+    from utils.evaluation.compare_html import write_compare_page
+
+    store = ca_eval["store"]
+    gradcam = [r for r in csv.DictReader((store / "metrics.csv").open()) if r["method"] == "gradcam"]
+    page = (store / "report.html").read_text()
+    items = re.findall(r'<tr class="image-row" data-index="([^"]+)" data-label="([^"]+)"', page)
+    assert items == [(f"{r['index']}-{r['target']}", r["target"]) for r in gradcam]
+    for key, _ in items:
+        for name in (key, f"{key}_gradcam", f"{key}_attention"):
+            assert (store / "report_files" / f"{name}.jpg").stat().st_size > 0
+    assert f"{len(gradcam)} image-class pairs x 2 methods" in page
+    gap = tmp_path / "gap"
+    objrecon_main(["--state_root", str(trained_voc_runs["gap"]), "--store_dir", str(gap), "--method", "gradcam",
+                   "--workers", "0", *FRACTION])
+    compare = write_compare_page(tmp_path / "pages", [gap, store], ["gap", "ca"]).read_text()
+    shown = re.findall(r'<figure class="pair" data-index="(\d+)-(\d+)"', compare)
+    assert shown and set(shown) <= {(r["index"], r["target"]) for r in gradcam}
+
+
 def test_pointing_game_on_the_class_boxes_with_tolerance_in_closed_form(trained_voc_runs):
     """A map peaking at pixel (x, y) hits a box when the Euclidean distance from the pixel to the box is at most 15
     px: max(x0 - x, 0, x - x1)^2 + max(y0 - y, 0, y - y1)^2 <= 15^2, for every pixel of the image, on the class's

@@ -19,8 +19,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from utils.data import class_name
-from utils.faithfulness import CURVE_METRICS, METRICS, Metric, card_differences
+from utils.data import MULTI_LABEL, class_name
+from utils.faithfulness import CURVE_METRICS, METRICS, NUM_PAIRS, Metric, card_differences
 from utils.runtime.cli import run_or_exit
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
@@ -49,14 +49,15 @@ class Evaluation:
     folder: EvaluationFolder
     label: str
     summary: dict
-    images: dict[str, dict[int, dict[str, Any]]]
+    images: dict[str, dict[Union[int, str], dict[str, Any]]]
 
     def accuracy(self, method: str) -> Optional[float]:
-        """Top-1 accuracy (%) on the images scored with ``method`` (None for folders without predictions)."""
+        """Top-1 accuracy (%) on the images scored with ``method`` (multi-label: the top-1 class is one of the classes
+        present; None for folders without predictions)."""
         rows = self.images[method].values()
         if not rows or any(row.get("prediction") is None for row in rows):
             return None
-        return 100.0 * float(np.mean([row["prediction"] == row["label"] for row in rows]))
+        return 100.0 * float(np.mean([row["correct"] for row in rows]))
 
 
 def read_evaluation(path: PathLike, label: Optional[str] = None) -> Evaluation:
@@ -67,21 +68,27 @@ def read_evaluation(path: PathLike, label: Optional[str] = None) -> Evaluation:
     if not folder.metrics.is_file():
         raise FileNotFoundError(f"evaluation folder {folder.path} has no {folder.METRICS}: rerun objrecon_imagenet.py "
                                 f"there")
-    images: dict[str, dict[int, dict[str, Any]]] = {method: {} for method in summary["results"]}
+    # a multi-label model's rows are image-class pairs, named row-class as in report.html
+    pairs = summary.get("protocol", {}).get("task") == MULTI_LABEL
+    images: dict[str, dict[Union[int, str], dict[str, Any]]] = {method: {} for method in summary["results"]}
     for row in folder.read_metrics():
         if row["method"] in images:
-            images[row["method"]][int(row["index"])] = _numbers(row)
+            key = f"{row['index']}-{row['target']}" if pairs else int(row["index"])
+            images[row["method"]][key] = _numbers(row, pairs)
     for method, result in summary["results"].items():
-        if len(images[method]) != result["num_images"]:
+        if len(images[method]) != result.get(NUM_PAIRS, result["num_images"]):
             raise ValueError(f"evaluation folder {folder.path}: its {folder.METRICS} has {len(images[method])} images "
                              f"for {method}, its {folder.SUMMARY} {result['num_images']}: rerun objrecon_imagenet.py "
                              f"there")
     return Evaluation(folder, label or summary.get("label") or folder.path.name, summary, images)
 
 
-def _numbers(row: dict[str, str]) -> dict[str, Any]:
-    parsed: dict[str, Any] = {"label": int(row["label"]),
-                              "prediction": int(row["prediction"]) if row.get("prediction") else None}
+def _numbers(row: dict[str, str], pairs: bool) -> dict[str, Any]:
+    """A metrics.csv row's numbers; ``label`` is the explained class of a multi-label pair."""
+    prediction = int(row["prediction"]) if row.get("prediction") else None
+    label = int(row["target"]) if pairs else int(row["label"])
+    correct = str(prediction) in row["label"].split() if pairs else prediction == label
+    parsed: dict[str, Any] = {"label": label, "prediction": prediction, "correct": correct}
     for metric in METRICS:
         if row.get(metric.key):
             parsed[metric.key] = float(row[metric.key])
@@ -301,7 +308,7 @@ def _pairs_section(target: EvaluationFolder, groups: dict[str, list[Evaluation]]
 
 
 def _pairs(baseline: Sequence[Evaluation], other: Sequence[Evaluation], method: str, metric: Metric
-           ) -> Optional[list[tuple[int, float, float, float]]]:
+           ) -> Optional[list[tuple[Union[int, str], float, float, float]]]:
     """(row, gain, baseline value, other value) per image, largest gain first (ties: dataset order); values are the
     per-image metric x its scale, averaged over each label's folders."""
     base = _per_image(baseline, method, metric)
@@ -314,7 +321,7 @@ def _pairs(baseline: Sequence[Evaluation], other: Sequence[Evaluation], method: 
     return sorted(pairs, key=lambda pair: -pair[1])
 
 
-def _per_image(group: Sequence[Evaluation], method: str, metric: Metric) -> dict[int, float]:
+def _per_image(group: Sequence[Evaluation], method: str, metric: Metric) -> dict[Union[int, str], float]:
     replicates = [e.images[method] for e in group if method in e.images]
     if not replicates:
         return {}
@@ -323,7 +330,7 @@ def _per_image(group: Sequence[Evaluation], method: str, metric: Metric) -> dict
 
 
 def _figure(target: EvaluationFolder, base: Evaluation, other: Evaluation, method: str, metric: Metric,
-            pair: tuple[int, float, float, float], class_names: Optional[Sequence[str]]) -> str:
+            pair: tuple[Union[int, str], float, float, float], class_names: Optional[Sequence[str]]) -> str:
     index, gain, base_value, other_value = pair
     name = class_name(class_names, base.images[method][index]["label"])
     images = [(base.folder.thumbnail(index), f"image {index}"),

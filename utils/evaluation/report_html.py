@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from utils.data import class_name
+from utils.data import MULTI_LABEL, class_name
 from utils.explain import overlay
 from utils.faithfulness import CURVE_METRICS, METRICS, Metric
 from utils.runtime.layout import EvaluationFolder
@@ -72,24 +72,28 @@ def _jpeg(pixels: np.ndarray) -> bytes:
 def write_report_page(folder: EvaluationFolder, summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
                       class_names: Optional[Sequence[str]] = None) -> Path:
     """Writes ``report.html`` and its thumbnails: ``summary`` as objrecon writes summary.json, ``records`` its
-    per-image rows (those with ``thumbnails`` make the gallery, in the order given)."""
+    per-image rows, per image-class pair for a multi-label model (those with ``thumbnails`` make the gallery, in the
+    order given)."""
     methods = list(summary["results"])
     metrics = present_metrics(summary["results"].values(), METRICS)
+    pairs = summary["protocol"].get("task") == MULTI_LABEL
     gallery = [record for record in records if "thumbnails" in record]
-    folder.write_thumbnails({path: data for record in gallery for path, data in _thumbnail_files(folder, record)})
-    images = [_image_data(record, methods, metrics, class_names) for record in gallery]
-    accuracy = _accuracy(records, methods)
+    folder.write_thumbnails({path: data for record in gallery
+                             for path, data in _thumbnail_files(folder, record, _key(record, pairs))})
+    images = [_image_data(record, methods, metrics, class_names, pairs) for record in gallery]
+    accuracy = 100.0 * float(np.mean([_correct(record, methods, pairs) for record in records]))
     body = "\n".join([
         f"<h1>{escape(summary['label'])}: interpretability report</h1>",
-        f'<p class="note">{_headline(summary, len(records), accuracy)}</p>',
+        f'<p class="note">{_headline(summary, len(records), accuracy, pairs)}</p>',
         "<h2>Summary</h2>",
         _summary_table(summary["results"], metrics),
         f'<p class="note">protocol: {escape(_protocol_line(summary["protocol"]))}</p>',
         f"<details><summary>protocol card</summary>\n{card_table(summary['protocol'])}\n</details>",
         _curves_section(folder),
         "<h2>Gallery</h2>",
-        f'<p class="note">{len(gallery)} of {len(records)} images (evenly spaced over the evaluated rows) with each '
-        f"method's map; per-image metrics x their scale. Click an image for its insertion / deletion curves.</p>",
+        f'<p class="note">{len(gallery)} of {len(records)} {_items(pairs)} (evenly spaced over the evaluated rows) '
+        f"with each method's map; per-image metrics x their scale. Click an image for its insertion / deletion "
+        f"curves.</p>",
         _controls(methods, metrics, images),
         _gallery_table(folder, gallery, images, methods, metrics),
         '<aside id="image-curves" hidden></aside>',
@@ -100,10 +104,24 @@ def write_report_page(folder: EvaluationFolder, summary: Mapping[str, Any], reco
                                                  ("tables.js", "report.js"), data))
 
 
-def _thumbnail_files(folder: EvaluationFolder, record: Mapping[str, Any]) -> list[tuple[Path, bytes]]:
-    files = [(folder.thumbnail(record["index"]), record["thumbnails"]["image"])]
-    return files + [(folder.thumbnail(record["index"], method), data)
-                    for method, data in record["thumbnails"]["maps"].items()]
+def _key(record: Mapping[str, Any], pairs: bool) -> str:
+    """A gallery item's name: its dataset row, with the explained class for a multi-label model's pairs."""
+    return f"{record['index']}-{record['target']}" if pairs else str(record["index"])
+
+
+def _items(pairs: bool) -> str:
+    return "image-class pairs" if pairs else "images"
+
+
+def _correct(record: Mapping[str, Any], methods: Sequence[str], pairs: bool) -> bool:
+    """Single-label: the top-1 prediction is the label; multi-label: it is one of the classes present."""
+    prediction = record["methods"][methods[0]]["prediction"]
+    return str(prediction) in str(record["label"]).split() if pairs else prediction == record["label"]
+
+
+def _thumbnail_files(folder: EvaluationFolder, record: Mapping[str, Any], key: str) -> list[tuple[Path, bytes]]:
+    files = [(folder.thumbnail(key), record["thumbnails"]["image"])]
+    return files + [(folder.thumbnail(key, method), data) for method, data in record["thumbnails"]["maps"].items()]
 
 
 def _finite(value: Any) -> Optional[float]:
@@ -111,28 +129,27 @@ def _finite(value: Any) -> Optional[float]:
 
 
 def _image_data(record: Mapping[str, Any], methods: Sequence[str], metrics: Sequence[Metric],
-                class_names: Optional[Sequence[str]]) -> dict:
-    """What the gallery's script knows of one image: class, prediction, per-method values (x scale) and curves."""
+                class_names: Optional[Sequence[str]], pairs: bool) -> dict:
+    """What the gallery's script knows of one item (an image, or an image-class pair): its class (the explained
+    class of a pair), prediction, per-method values (x scale) and curves."""
     prediction = record["methods"][methods[0]]["prediction"]
     values = {method: {m.key: _finite(m.scale * record["methods"][method][m.key]) if m.key in record["methods"][method]
                        else None for m in metrics} for method in methods}
     curves = {method: {key: [round(float(v), 4) for v in record["methods"][method][f"{key}_curve"]]
                        for key in CURVE_METRICS} for method in methods}
-    return {"index": record["index"], "label": record["label"],
-            "class": class_name(class_names, record["label"]), "prediction": prediction,
-            "predicted_class": class_name(class_names, prediction),
+    label = record["target"] if pairs else record["label"]
+    return {"index": _key(record, pairs), "row": record["index"], "label": label,
+            "class": class_name(class_names, label), "prediction": prediction,
+            "predicted_class": class_name(class_names, prediction), "correct": _correct(record, methods, pairs),
             "values": values, "curves": curves}
 
 
-def _accuracy(records: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> float:
-    return 100.0 * float(np.mean([r["methods"][methods[0]]["prediction"] == r["label"] for r in records]))
-
-
-def _headline(summary: Mapping[str, Any], count: int, accuracy: float) -> str:
+def _headline(summary: Mapping[str, Any], count: int, accuracy: float, pairs: bool) -> str:
     model = summary["protocol"].get("model", {})
-    parts = [f"{count} images x {len(summary['results'])} methods",
+    measure = "top-1 among the classes present" if pairs else "top-1 accuracy"
+    parts = [f"{count} {_items(pairs)} x {len(summary['results'])} methods",
              f"model {escape(model.get('backbone'))} ({escape(model.get('pool'))}) from "
-             f"{escape(model.get('state_root'))}", f"top-1 accuracy on these images {accuracy:.1f}%"]
+             f"{escape(model.get('state_root'))}", f"{measure} on these {_items(pairs)} {accuracy:.1f}%"]
     if "seconds" in summary.get("run", {}):
         parts.append(f"{summary['run']['seconds']:.1f} s")
     return "; ".join(parts) + ". Numbers: metrics.csv (per image), summary.json (means)."
@@ -193,20 +210,20 @@ def _gallery_table(folder: EvaluationFolder, gallery: Sequence[Mapping[str, Any]
     columns = f'style="grid-template-rows: repeat({math.ceil(len(metrics) / 2)}, auto)"'
     rows = []
     for record, image in zip(gallery, images):
-        index = record["index"]
-        correct = image["prediction"] == image["label"]
+        index, row = image["index"], image["row"]
+        correct = image["correct"]
         outcome = "correct" if correct else "incorrect"
         verdict = (f'<span class="{outcome}">{"&#10003;" if correct else "&#10007;"} predicted '
                    f'{escape(image["predicted_class"])}</span>')
-        cells = [f"<td>{index}</td>",
-                 f'<td><img class="thumb" src="{link(folder.thumbnail(index), folder.path)}" alt="image {index}" '
+        cells = [f"<td>{row}</td>",
+                 f'<td><img class="thumb" src="{link(folder.thumbnail(index), folder.path)}" alt="image {row}" '
                  f'title="{escape(record["path"])}">'
                  f'{escape(image["class"])}<br>{verdict}</td>']
         for method in methods:
             values = "".join(f"<span>{escape(m.label)} {_short(image['values'][method][m.key])}</span>"
                              for m in metrics)
             cells.append(f'<td><img class="thumb" src="{link(folder.thumbnail(index, method), folder.path)}" '
-                         f'alt="{escape(method)} on image {index}"><div class="values" {columns}>{values}</div></td>')
+                         f'alt="{escape(method)} on image {row}"><div class="values" {columns}>{values}</div></td>')
         rows.append((f'<tr class="image-row" data-index="{index}" data-label="{image["label"]}" '
                      f'data-outcome="{outcome}">', cells))
     head = [text_head("#"), text_head("image"), *map(text_head, methods)]

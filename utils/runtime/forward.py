@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -40,9 +40,6 @@ class ForwardSettings:
     @property
     def amp_dtype(self) -> Optional[torch.dtype]:
         return AMP_DTYPES[self.amp]
-
-    def with_chunk(self, chunk: int) -> "ForwardSettings":
-        return replace(self, chunk=chunk)
 
     def device_for(self, model: nn.Module) -> torch.device:
         """This setting's device, else the device of the model's first parameter or buffer (CPU for none)."""

@@ -261,9 +261,10 @@ class EvaluationFolder:
     def compare(self) -> Path:
         return self.path / self.COMPARE
 
-    def thumbnail(self, index: int, method: Optional[str] = None) -> Path:
-        """The gallery's thumbnail of dataset row ``index``: the image itself, or ``method``'s map over it."""
-        name = str(index) if method is None else f"{index}_{file_stem(method)}"
+    def thumbnail(self, item: Union[int, str], method: Optional[str] = None) -> Path:
+        """The gallery's thumbnail of ``item`` (a dataset row, or ``row-class`` for a multi-label pair): the image
+        itself, or ``method``'s map over it."""
+        name = str(item) if method is None else f"{item}_{file_stem(method)}"
         return self.report_files / f"{name}{self.THUMBNAIL_SUFFIX}"
 
     def maps(self, method: str) -> Path:

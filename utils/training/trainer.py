@@ -68,6 +68,8 @@ class Trainer:
         self.forward = ForwardSettings(device=self.device, amp=args.amp, channels_last=args.channels_last,
                                        chunk=args.batch_size, compile=args.compile)
         self.multi_label = data.task == MULTI_LABEL
+        # the task's loss unless --criterion names one; set on args so that args.yaml records it
+        args.criterion = args.criterion or ("BCELogitsLoss" if self.multi_label else "CrossEntropy")
         self.class_names = data.class_names or [str(c) for c in range(num_classes)]
         self.scoring = functools.partial(MeanAveragePrecision, num_classes) if self.multi_label else Accuracy
         self.model = self._build_model(num_classes)
