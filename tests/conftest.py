@@ -1,7 +1,12 @@
 """Shared fixtures: small built-in datasets and short training runs, written under pytest's temp folders."""
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
+import torch
+
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any module sets its own
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,6 +37,18 @@ def builtin_flags(small_builtin) -> list[str]:
             "--val_list", str(small_builtin / "val.csv")]
 
 
+@contextlib.contextmanager
+def all_threads() -> Iterator[None]:
+    """The shared trainings run on torch's default threads, whichever module (some run on one thread) asks for them
+    first: the same weights for any test order, and no training slowed down by a small-model module's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> dict:
     """The paper's protocol in small, shared by the evaluation tests: a GAP EfficientNet-Lite0 fine-tuned from
@@ -42,9 +59,10 @@ def trained_runs(tmp_path_factory) -> dict:
 
     runs = tmp_path_factory.mktemp("runs")
     common = ["--imsize", "96", "--workers", "0", "--batch_size", "32", "--seed", "0"]
-    main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "2"])
-    main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
-                     "--init_from", str(runs / "gap"), "--lr", "3e-3"])
+    with all_threads():
+        main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "2"])
+        main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
+                         "--init_from", str(runs / "gap"), "--lr", "3e-3"])
     return {"gap": runs / "gap", "ca": runs / "ca", "data": ensure_builtin_dataset()}
 
 
@@ -59,7 +77,8 @@ def trained_voc_runs(tmp_path_factory) -> dict:
     runs = tmp_path_factory.mktemp("voc_runs")
     common = ["--dataset", "voc", "--imsize", "96", "--workers", "0", "--batch_size", "32", "--seed", "0",
               "--fraction", "0.4"]
-    main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "2"])
-    main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
-                     "--init_from", str(runs / "gap"), "--lr", "3e-3"])
+    with all_threads():
+        main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "2"])
+        main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
+                         "--init_from", str(runs / "gap"), "--lr", "3e-3"])
     return {"gap": runs / "gap", "ca": runs / "ca", "data": ensure_builtin_voc()}

@@ -16,9 +16,10 @@ from utils.runtime.forward import ForwardSettings
 # 1/16-width architectures: ScoreCAM / AblationCAM run one forward per channel of the target layer (here 32)
 NARROW = {"resnet18": dict(channels=(4, 8, 16, 32), stem_width=4), "convnext_tiny": dict(dims=(8, 16, 32, 64))}
 CASES = [("resnet18", "gap"), ("resnet18", "ca"), ("convnext_tiny", "ca")]
-# bf16 masked forwards against float32 on the trained EfficientNet-Lite0 CA model (measured on 12 images: Spearman
-# >= 0.886, bf16's channel within float32's first 4 of 1280, maps' mean absolute difference 0.037)
-SCORECAM_BF16_BUDGET = {"spearman": 0.8, "top_share": 0.01, "map_mean": 0.1}
+# bf16 masked forwards against float32 on the trained EfficientNet-Lite0 CA model. Measured on two trainings of
+# it (the suite's model depends on the thread count it was trained with): Spearman >= 0.886, bf16's channel within
+# float32's first 4 of 1280, maps' mean absolute difference 0.037 (12 images) and 0.18 (4 images)
+SCORECAM_BF16_BUDGET = {"spearman": 0.8, "top_share": 0.01, "map_mean": 0.25}
 
 
 def _narrow(backbone, pool, seed=3):

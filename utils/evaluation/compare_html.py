@@ -291,8 +291,8 @@ def _pairs_section(target: EvaluationFolder, groups: dict[str, list[Evaluation]]
                 losses = [p for p in reversed(pairs) if p[1] < 0][:PAIRS_PER_LIST]
                 parts.append(f"<h4>{escape(method)}: {escape(label)} against {escape(labels[0])}</h4>")
                 for kind, chosen in (("gains", gains), ("losses", losses)):
-                    figures = "".join(_figure(target, baseline[0], groups[label][0], method, metric, pair, class_names)
-                                      for pair in chosen)
+                    figures = "".join(_figure(target, _first_with(baseline, method), _first_with(groups[label], method),
+                                              method, metric, pair, class_names) for pair in chosen)
                     parts.append(f'<p class="note">largest {kind} ({len(chosen)})</p>')
                     parts.append(f'<div class="pair-list {kind}" data-method="{escape(method)}" '
                                  f'data-label="{escape(label)}">{figures}</div>')
@@ -305,6 +305,12 @@ def _pairs_section(target: EvaluationFolder, groups: dict[str, list[Evaluation]]
         f'<form id="controls" hidden><label>metric <select id="pair-metric">{options}</select></label></form>',
         *sections,
     ])
+
+
+def _first_with(group: Sequence[Evaluation], method: str) -> Evaluation:
+    """The label's first folder that scored ``method`` (an experiment scores the slow methods in folders of their
+    own): its thumbnails show the pair."""
+    return next(evaluation for evaluation in group if method in evaluation.images)
 
 
 def _pairs(baseline: Sequence[Evaluation], other: Sequence[Evaluation], method: str, metric: Metric
