@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,6 @@ from utils.explain import create_saliency
 from utils.faithfulness import class_average_precision, mean_average_precision, pointing_game
 
 FRACTION = ["--fraction", "0.1", "--seed", "0"]  # 20 of the 200 validation images
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small models on a shared 2-core machine: one thread is faster (see test_objrecon.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

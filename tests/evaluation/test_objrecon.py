@@ -181,6 +181,7 @@ def test_compare_gap_vs_ca(ca_from_file) -> None:
     assert len(read_metrics(ca_from_file)) == 2 * len(ROWS)
 
 
+@pytest.mark.slow  # ~15 s; the gather in dataset order stays in the default run (runtime/test_distributed.py)
 def test_two_processes_equal_one(trained_runs, ca_maps, ca_from_file, tmp_path) -> None:
     store = tmp_path / "ddp"
     result = subprocess.run(

@@ -195,6 +195,7 @@ def test_channels_last_gives_the_same_predictions_and_maps(trained_runs, tmp_pat
                                    read_maps(tmp_path / "plain", method)["maps"], atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # ~15 s; the gather in dataset order stays in the default run (runtime/test_distributed.py)
 def test_two_processes_equal_one(trained_runs, tmp_path):
     flags = [*readme_flags(trained_runs, tmp_path / "ddp"), "--method", "gradcam", "attention_mean", "random",
              "--workers", "0", "--n_overlays", "2"]

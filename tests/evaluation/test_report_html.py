@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -35,15 +34,6 @@ from utils.runtime.layout import EvaluationFolder
 ROWS = list(range(12))             # the built-in val list is index-major: two images of each class
 RELABELLED = (2, 7)                # rows whose label the test's list changes: the model's prediction is then wrong
 SCREENSHOTS = os.environ.get("CASTREAM_SCREENSHOTS")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small models on a shared 2-core machine: one thread each (as tests/evaluation/test_objrecon.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
