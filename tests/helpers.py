@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+import main_INets
 from utils.runtime.layout import EvaluationFolder
 
 
@@ -12,3 +15,12 @@ def maps_file(folder: Path, method: str) -> Path:
 
 def read_maps(folder: Path, method: str) -> dict:
     return EvaluationFolder.load_maps(maps_file(folder, method))
+
+
+def error_of(argv: list[str]) -> str:
+    """main_INets.py's one-line error for ``argv``."""
+    with pytest.raises(SystemExit) as info:
+        main_INets.main(argv)
+    message = str(info.value.code)
+    assert "\n" not in message and message.startswith("error: ")
+    return message

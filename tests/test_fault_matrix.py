@@ -252,6 +252,7 @@ def test_broken_saliency_files(trained_runs, tmp_path):
     assert str(maps_file(twice, "gradcam")) in message and "pair appears twice" in message
 
 
+@pytest.mark.slow  # ~20 s inside the suite (0.2 s alone); the other saliency-file faults stay in the default run
 def test_several_maps_per_image_for_a_single_label_model(trained_runs, tmp_path):
     """Maps of image-class pairs (a multi-label evaluation's file) are refused for a single-label model."""
     EvaluationFolder(tmp_path).save_maps("gradcam", torch.rand(3, 3, 3), [0, 0, 1], [0, 1, 0], "gt")

@@ -206,6 +206,7 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (x * y).sum(dim=1) / (x.norm(dim=1) * y.norm(dim=1))
 
 
+@pytest.mark.slow  # ~20 s (2 x 1280 masked forwards per image); the fp32 equality tests stay in the default run
 def test_scorecam_bf16_within_budget(trained_runs):
     """bf16 autocast on the masked forwards of a trained model (EfficientNet-Lite0 CA, 96 px, 1280 channels).
 

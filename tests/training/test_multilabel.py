@@ -10,19 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import main_INets
+from tests.helpers import error_of
 from utils.data import ABSENT, DIFFICULT, PRESENT, VOCDataset, build_dataset
 from utils.evaluation.model import load_trained_model
 from utils.faithfulness import class_average_precision, mean_average_precision
 from utils.training.recipe import MultiLabelBCE, MultiLabelMixup
-
-
-def error_of(argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        main_INets.main(argv)
-    message = str(info.value.code)
-    assert "\n" not in message and message.startswith("error: ")
-    return message
 
 
 def test_bce_training_learns_the_builtin_multilabel_set(trained_voc_runs):

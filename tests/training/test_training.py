@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 import main_INets
 import utils.training.trainer
 from models import create_model
+from tests.helpers import error_of
 from utils.evaluation.model import load_trained_model
 from utils.runtime.io import atomic_write, load_training_state, save_training_state
 from utils.training.loops import EpochStats
@@ -40,14 +41,6 @@ def assert_same_weights(a: dict, b: dict, atol: float = 0.0) -> None:
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=atol, msg=lambda m, k=key: f"{k}: {m}")
-
-
-def error_of(argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        main_INets.main(argv)
-    message = str(info.value.code)
-    assert "\n" not in message and message.startswith("error: ")
-    return message
 
 
 def test_training_on_builtin_dataset_learns(trained_runs):
