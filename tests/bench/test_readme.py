@@ -76,3 +76,14 @@ def test_unknown_block_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit):
         readme.main(["perchanel"])
     assert f"unknown block perchanel: expected one of {', '.join(readme.BLOCKS)}\n" in capsys.readouterr().err
+
+
+def test_a_ratios_run_keeps_the_all_methods_figures(tmp_path):
+    """bench_saliency without --all-methods rewrites its file but keeps the maps/s figures the README quotes."""
+    from bench import bench_saliency
+
+    out = tmp_path / "saliency.json"
+    out.write_text(json.dumps({"all_methods": {"gradcam": {"maps_per_s": 1.0}}}))
+    bench_saliency.main(["--model", "resnet18", "--imsize", "32", "--batch", "1", "--repeats", "1", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["all_methods"] == {"gradcam": {"maps_per_s": 1.0}} and "gap" in json.dumps(report)
