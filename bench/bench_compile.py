@@ -12,20 +12,15 @@ atomically.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 
-from bench.bench_saliency import time_interleaved
-from bench.readme import refresh_for
+from bench.common import bench_parser, machine, parse_bench_args, time_interleaved, write_results
 from models import create_model
 from utils.runtime.forward import ForwardSettings
-from utils.runtime.io import save_json
 
 
 def workloads(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, forward: ForwardSettings,
@@ -51,19 +46,9 @@ def workloads(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--imsize", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
+    parser = bench_parser(__doc__, "compile.json")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/compile.json"))
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_bench_args(parser, argv)
     images = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device).contiguous(
         memory_format=torch.channels_last)
     labels = torch.randint(0, 1000, (args.batch,), device=device)
@@ -97,13 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"(compiling took {r['compile_s']:.0f} s: "
               + (f"pays after {r['break_even_steps']} steps)" if r["break_even_steps"] else "never pays)"), flush=True)
     report = {"setup": {"model": args.model, "pool": "ca", "imsize": args.imsize, "batch": args.batch, "amp": args.amp,
-                        "channels_last": True, "repeats": args.repeats, "device": str(device),
-                        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                        "torch": torch.__version__, "python": platform.python_version(),
-                        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
-              "results": results, "load_average_at_end": os.getloadavg()[0]}
-    save_json(args.out, report)
-    refresh_for(args.out)
+                        "channels_last": True, "repeats": args.repeats, **machine(device)},
+              "results": results}
+    write_results(args.out, report)
     print(f"load average {report['load_average_at_end']:.1f} on {os.cpu_count()} cores; wrote {args.out}")
     return report
 

@@ -13,7 +13,6 @@ Writes a JSON report atomically (temporary file + rename).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
@@ -23,14 +22,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from bench.readme import refresh_for
+from bench.common import bench_parser, machine, parse_bench_args, write_results
 from utils.faithfulness import blur, causal_metric, get_protocol, pixel_rank, prepare_saliency
 from utils.runtime.forward import ForwardSettings
-from utils.runtime.io import save_json
 
 
 class PeakMemory:
@@ -121,30 +118,21 @@ def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.T
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet50", help="timm architecture (random init)")
-    parser.add_argument("--imsize", type=int, default=224)
+    parser = bench_parser(__doc__, "metrics.json", batch=16, batch_help="max images x steps per forward (ours)",
+                          repeats=2, repeats_help="interleaved repeats after a warm-up round; best kept")
     parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=16, help="max images x steps per forward (ours)")
     parser.add_argument("--protocol", default="reference", choices=["reference", "rise"])
     parser.add_argument("--pixels-per-step", type=int, default=None, help="override the protocol's step")
     parser.add_argument("--mode", default="deletion", choices=["deletion", "insertion"])
     parser.add_argument("--amp", default="bf16", choices=["bf16", "fp16", "none"])
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats after a warm-up round; best kept")
     parser.add_argument("--logit-scale", type=float, default=100.0,
                         help="scale the random classifier so the softmax is not uniform (p ~ 1e-3 makes every "
                              "curve difference look negligible)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/metrics.json"))
-    args = parser.parse_args(argv)
+    args, device = parse_bench_args(parser, argv)
 
     import timm
 
-    device = torch.device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = timm.create_model(args.model, pretrained=False).eval().to(device)
     with torch.no_grad():
@@ -198,18 +186,14 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "model": args.model, "imsize": args.imsize, "images": args.images, "batch": args.batch, "mode": args.mode,
         "pixels_per_step": pps, "image_steps": image_steps, "repeats": args.repeats, "logit_scale": args.logit_scale,
-        "protocol": proto.to_dict(), "device": str(device),
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "load_average_at_end": os.getloadavg()[0], "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "protocol": proto.to_dict(), **machine(device), "cpu": platform.processor() or platform.machine(),
         "methods": results,
         "max_abs_diff_fp32_vs_baseline": float((curves["ours_fp32"] - curves["baseline"]).abs().max()),
     }
     if args.amp != "none":
         amp_diff = curves[f"ours_{args.amp}"] - curves["ours_fp32"]
         report[f"max_abs_diff_{args.amp}_vs_fp32"] = float(amp_diff.abs().max())
-    save_json(args.out, report)
-    refresh_for(args.out)
+    write_results(args.out, report)
 
     print(f"{args.model} {args.imsize}px, {args.images} images x {image_steps // args.images} steps "
           f"({pps} px/step), {device}, {torch.get_num_threads()} threads, best of {args.repeats}")
@@ -220,9 +204,12 @@ def main(argv: list[str] | None = None) -> dict:
               f"peak +{r['peak_memory_mb']:.0f} MiB{bare}")
     for key in (k for k in report if k.startswith("max_abs_diff")):
         print(f"  {key}: {report[key]:.2e}")
-    if device.type == "cpu" and os.getloadavg()[0] > (os.cpu_count() or 1):
-        print(f"  warning: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other jobs share the CPU; "
-              "multi-threaded timings suffer most (thread hand-offs wait for the scheduler), try --threads 1")
+    # the benchmark's own threads account for about their number in the load average; more means other jobs
+    other_load = os.getloadavg()[0] - torch.get_num_threads()
+    if device.type == "cpu" and other_load > 0.5:
+        print(f"  warning: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, about {other_load:.1f} "
+              f"beyond this run's {torch.get_num_threads()} threads: other jobs share the CPU; multi-threaded timings "
+              "suffer most (thread hand-offs wait for the scheduler), try --threads 1")
     print(f"  wrote {args.out}")
     return report
 

@@ -17,17 +17,13 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
-from pathlib import Path
 
 import torch
 
-from bench.bench_saliency import summary, time_interleaved
-from bench.readme import refresh_for
+from bench.common import bench_parser, machine, parse_bench_args, summary, time_interleaved, write_results
 from models import create_model
 from utils.explain import create_saliency
 from utils.runtime.forward import ForwardSettings
-from utils.runtime.io import save_json
 
 METHODS = ("scorecam", "ablationcam", "fullgrad")
 TARGETS = {"cpu": {"fp32": 1.5, "bf16": 3.0}, "cuda": {"fp32": 10.0, "bf16": 10.0}}
@@ -61,22 +57,13 @@ def bench_method(name: str, model: torch.nn.Module, model_cl: torch.nn.Module, i
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet50")
+    parser = bench_parser(__doc__, "perchannel.json", batch=None, repeats=1)
     parser.add_argument("--pool", default="ca", choices=["gap", "ca"])
-    parser.add_argument("--imsize", type=int, default=224)
     parser.add_argument("--images", type=int, default=1, help="images for Score-CAM and Ablation-CAM")
     parser.add_argument("--fullgrad-images", type=int, default=8)
     parser.add_argument("--chunk", type=int, default=64, help="rows (image, channel) per forward of the fast path")
-    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/perchannel.json"))
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_bench_args(parser, argv)
     torch.manual_seed(0)
     model = create_model(args.model, pool=args.pool, num_classes=1000).to(device).eval()
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -84,10 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         targets = model(images).argmax(1)
     report: dict = {"setup": {"model": args.model, "pool": args.pool, "imsize": args.imsize, "chunk": args.chunk,
-                              "repeats": args.repeats, "device": str(device), "threads": torch.get_num_threads(),
-                              "torch": torch.__version__, "python": platform.python_version(),
-                              "cpu_count": os.cpu_count(), "weights": "random init",
-                              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+                              "repeats": args.repeats, **machine(device), "weights": "random init"},
                     "targets": TARGETS[device.type]}
     for name in args.methods:
         count = args.fullgrad_images if name == "fullgrad" else args.images
@@ -100,9 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{result['max_abs_diff_fp32_vs_package']:.1e}, |bf16 - fp32| max "
               f"{result['max_abs_diff_bf16_vs_fp32']:.1e} mean {result['mean_abs_diff_bf16_vs_fp32']:.1e}",
               flush=True)
-    report["load_average_at_end"] = os.getloadavg()[0]
-    save_json(args.out, report)
-    refresh_for(args.out)
+    write_results(args.out, report)
     print(f"targets ({device.type}): fp32 >= {TARGETS[device.type]['fp32']}x, bf16 >= {TARGETS[device.type]['bf16']}x "
           f"the package; load average {report['load_average_at_end']:.1f} on {os.cpu_count()} cores; wrote {args.out}")
     return report

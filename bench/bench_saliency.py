@@ -17,22 +17,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import statistics
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from bench.readme import refresh_for
+from bench.common import (
+    bench_parser,
+    machine,
+    parse_bench_args,
+    process_cpu_seconds,
+    summary,
+    time_interleaved,
+    write_results,
+)
 from models import create_model
 from utils.explain import FAST_NAMES, available_methods, create_saliency
-from utils.runtime.io import save_json
 
 # one forward (or more) per channel of the target layer: 2048 for ResNet-50
 PER_CHANNEL_METHODS = ("scorecam", "ablationcam", "sess")
@@ -40,41 +42,6 @@ PER_CHANNEL_METHODS = ("scorecam", "ablationcam", "sess")
 ONE_IMAGE_IN_THE_PACKAGE = (*PER_CHANNEL_METHODS, "fullgrad")
 
 TARGETS = {"fast_vs_forward_max": 1.2, "package_vs_fast_min": 2.5, "attention_vs_forward_max": 1.1}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device,
-                     warm_up: bool = True) -> dict[str, list[tuple[float, float]]]:
-    """Every callable once as warm-up, then ``repeats`` rounds in which each runs once (interleaved).
-    Records (wall, process CPU) seconds: on a shared CPU the wall time depends on the neighbours' load, the
-    CPU time much less (with one thread it is the work done; with more it also counts spin-waiting)."""
-    for run in runs.values() if warm_up else ():
-        run()
-    times: dict[str, list] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            _sync(device)
-            start, cpu = time.perf_counter(), _cpu_seconds()
-            run()
-            _sync(device)
-            times[name].append((time.perf_counter() - start, _cpu_seconds() - cpu))
-    return times
-
-
-def summary(samples: list[tuple[float, float]], batch: int) -> dict:
-    wall = [w for w, _ in samples]
-    cpu = [c for _, c in samples]
-    return {"best_s": round(min(wall), 4), "median_s": round(statistics.median(wall), 4),
-            "best_cpu_s": round(min(cpu), 4), "maps_per_s": round(batch / min(wall), 2), "runs": len(samples)}
 
 
 def bench_pool(pool: str, args: argparse.Namespace, device: torch.device) -> dict:
@@ -144,9 +111,9 @@ def bench_scorecam(args: argparse.Namespace, device: torch.device) -> dict:
     model = create_model(args.model, pool="ca", num_classes=1000).to(device).eval()
     x = torch.randn(1, 3, args.imsize, args.imsize, device=device)
     method = create_saliency("scorecam", model, batch_size=args.scorecam_batch)
-    start, cpu = time.perf_counter(), _cpu_seconds()
+    start, cpu = time.perf_counter(), process_cpu_seconds()
     method(x, torch.tensor([0]))
-    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    seconds, cpu = time.perf_counter() - start, process_cpu_seconds() - cpu
     with torch.no_grad():
         channels = model.forward_features(x).shape[1]
     return {"images": 1, "channels": channels, "channel_batch": args.scorecam_batch,
@@ -180,28 +147,16 @@ def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--imsize", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser = bench_parser(__doc__, "saliency.json", repeats=5)
     parser.add_argument("--scorecam", action="store_true", help="also time ScoreCAM on one image (slow on CPU)")
     parser.add_argument("--scorecam-batch", type=int, default=128, help="ScoreCAM's inner channel batch")
     parser.add_argument("--all-methods", action="store_true",
                         help="also maps/s of every saliency method (slow methods on one image)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "saliency.json")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_bench_args(parser, argv)
 
     report: dict = {
         "setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "repeats": args.repeats,
-                  "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "python": platform.python_version(), "cpu_count": os.cpu_count(), "weights": "random init",
-                  "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                  **machine(device), "weights": "random init",
                   "timing": "interleaved; ratios from the best of the repeats (wall: ratios, CPU: cpu_ratios)"},
         "targets": TARGETS,
     }
@@ -241,8 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         previous = json.loads(args.out.read_text()).get("all_methods")
         if previous is not None:
             report["all_methods"] = previous
-    save_json(args.out, report)
-    refresh_for(args.out)
+    write_results(args.out, report)
     print(f"targets met (wall): {met['ratios']}, (CPU time): {met['cpu_ratios']}; wrote {args.out}")
     return report
 

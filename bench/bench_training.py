@@ -1,6 +1,6 @@
 """Training-step benchmark: frozen-backbone protocol vs full fine-tuning, CA head vs GAP, channels_last and bf16.
 
-    python -m bench.bench_training --model resnet50 --imsize 224 --batch 8 --steps 5
+    python -m bench.bench_training --model resnet50 --imsize 224 --batch 8 --repeats 5
     python -m bench.bench_training --device cuda --batch 128 --out bench/results/training_gpu.json
 
 Every configuration is timed in the same run, interleaved round by round (so drifting load on a shared machine
@@ -9,18 +9,14 @@ bench/results/training.json (written atomically), which the README's performance
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from bench.readme import refresh_for
+from bench.common import bench_parser, machine, parse_bench_args, write_results
 from models import create_model
 from utils.runtime.forward import ForwardSettings
-from utils.runtime.io import save_json
 
 # name: (pool, frozen backbone, channels_last, amp)
 CONFIGS = {
@@ -68,27 +64,18 @@ def build_step(name: str, model_name: str, imsize: int, batch: int, classes: int
     return step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--imsize", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
+def main(argv: list[str] | None = None) -> dict:
+    parser = bench_parser(__doc__, "training.json", repeats=5,
+                          repeats_help="timed rounds (each runs every configuration once)")
     parser.add_argument("--classes", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=5, help="timed rounds (each runs every configuration once)")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "training.json"))
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_bench_args(parser, argv)
     steps = {name: build_step(name, args.model, args.imsize, args.batch, args.classes, device)
              for name in args.configs}
     for step in steps.values():  # warm-up: allocator, autocast caches, oneDNN primitives
         step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.steps):
+    for _ in range(args.repeats):
         for name, step in steps.items():
             start = time.perf_counter()
             step()
@@ -99,14 +86,11 @@ def main() -> None:
         print(f"{name:30s} {seconds:7.3f} s/step  ({args.batch / seconds:6.1f} img/s)")
     for label, value in ratios.items():
         print(f"{label:40s} {value:6.2f}")
-    save_json(args.out, {
-        "model": args.model, "imsize": args.imsize, "batch": args.batch, "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "device": args.device,
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "median_step_seconds": medians, "all_step_seconds": times, "ratios": ratios,
-    })
-    refresh_for(Path(args.out))
+    report = {"model": args.model, "imsize": args.imsize, "batch": args.batch, **machine(device),
+              "median_step_seconds": medians, "all_step_seconds": times, "ratios": ratios}
+    write_results(args.out, report)
     print(f"results: {args.out}")
+    return report
 
 
 if __name__ == "__main__":

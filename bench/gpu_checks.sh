@@ -17,7 +17,7 @@ step() { local limit=$1; shift; echo "### $*"; timeout "$limit" "$@" || echo "##
 {
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name())"
-step 120 $PY -m bench.bench_training --device cuda --batch 128 --steps 10 --out "$OUT/training_gpu.json"
+step 120 $PY -m bench.bench_training --device cuda --batch 128 --repeats 10 --out "$OUT/training_gpu.json"
 step 120 $PY -m bench.bench_saliency --device cuda --batch 64 --repeats 5 --scorecam --out "$OUT/saliency_gpu.json"
 step 240 $PY -m bench.bench_saliency --device cuda --batch 64 --repeats 2 --all-methods \
     --out "$OUT/saliency_gpu_all.json"

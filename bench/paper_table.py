@@ -20,21 +20,17 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
-from pathlib import Path
 
 import torch
 
 from bench.bench_metrics import baseline_curves
-from bench.bench_saliency import time_interleaved
-from bench.readme import refresh_for
+from bench.common import bench_parser, machine, parse_bench_args, time_interleaved, write_results
 from models import create_model
 from utils.data import denormalize, normalize
 from utils.evaluation.methods import compute_maps
 from utils.explain import create_saliency
 from utils.faithfulness import evaluate_batch, get_protocol, prepare_saliency
 from utils.runtime.forward import ForwardSettings
-from utils.runtime.io import save_json
 
 VALIDATION_IMAGES = 50_000
 METHODS = ("gradcam", "gradcam++", "scorecam", "attention")
@@ -160,22 +156,12 @@ def _duration(hours: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--imsize", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8, help="images per measured batch")
+    parser = bench_parser(__doc__, "paper_table.json", batch_help="images per measured batch", repeats=2)
     parser.add_argument("--chunk", type=int, default=64, help="rows per forward of our metrics and Score-CAM")
     parser.add_argument("--scorecam-images", type=int, default=1)
     parser.add_argument("--amp", default="bf16", choices=["none", "bf16", "fp16"])
-    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--logit-scale", type=float, default=100.0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/paper_table.json"))
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_bench_args(parser, argv)
     seconds = {}
     rows = []
     for pool in ("gap", "ca"):
@@ -188,16 +174,12 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "chunk": args.chunk,
                   "amp": args.amp, "channels_last": True, "scorecam_images": args.scorecam_images,
-                  "repeats": args.repeats, "validation_images": VALIDATION_IMAGES, "device": str(device),
-                  "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                  "torch": torch.__version__, "python": platform.python_version(),
-                  "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "weights": "random init"},
+                  "repeats": args.repeats, "validation_images": VALIDATION_IMAGES, **machine(device),
+                  "weights": "random init"},
         "seconds_per_image": seconds, "rows": rows, "total_hours": totals,
         "speedup": totals["package"] / totals["ours"], "goal_hours_on_one_h200": GOAL_HOURS_H200,
-        "load_average_at_end": os.getloadavg()[0],
     }
-    save_json(args.out, report)
-    refresh_for(args.out)
+    write_results(args.out, report)
     print(f"{'model':5s} {'method':10s} {'ours':>12s} {'package + reference loop':>26s}")
     for row in rows:
         print(f"{row['model']:5s} {row['method']:10s} {_duration(row['ours_hours']):>12s} "

@@ -13,20 +13,18 @@ operators by self time (device time on a GPU). Writes both atomically.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.readme import refresh_for
+from bench.common import bench_parser, machine, parse_bench_args, write_results
+from bench.readme import RESULTS
 from models import create_model
 from utils.explain import create_saliency
 from utils.runtime.forward import ForwardSettings
-from utils.runtime.io import atomic_write_text, save_json
+from utils.runtime.io import atomic_write_text
 
 
 def _sync(device: torch.device) -> None:
@@ -96,30 +94,17 @@ def profile_pool(pool: str, args: argparse.Namespace, device: torch.device, repo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="resnet50")
-    parser.add_argument("--imsize", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = bench_parser(__doc__, None, repeats=5)
     parser.add_argument("--calls", type=int, default=3, help="calls traced by the profiler")
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled head")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="file stem (default: bench/results/[gpu/]profile_gradient_<device>)")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    out = args.out or Path("bench/results") / ("gpu" if device.type == "cuda" else "") / (
+    args, device = parse_bench_args(parser, argv)
+    out = args.out or RESULTS / ("gpu" if device.type == "cuda" else "") / (
         f"profile_gradient_{device.type}")
-    report: dict = {"setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "device": str(device),
-                              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                              "torch": torch.__version__, "python": platform.python_version(),
-                              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}}
+    report: dict = {"setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, **machine(device)}}
     tables: list[str] = []
     for pool in ("gap", "ca"):
         report[pool] = profile_pool(pool, args, device, report, tables)
-    report["load_average_at_end"] = os.getloadavg()[0]
-    save_json(out.with_suffix(".json"), report)
-    refresh_for(out.with_suffix(".json"))
+    write_results(out.with_suffix(".json"), report)
     atomic_write_text(out.with_suffix(".txt"), "\n".join(tables))
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.txt')}")
     return report

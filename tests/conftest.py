@@ -38,15 +38,30 @@ def builtin_flags(small_builtin) -> list[str]:
 
 
 @contextlib.contextmanager
-def all_threads() -> Iterator[None]:
-    """The shared trainings run on torch's default threads, whichever module (some run on one thread) asks for them
-    first: the same weights for any test order, and no training slowed down by a small-model module's setting."""
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` inside the block, restored after it."""
     before = torch.get_num_threads()
-    torch.set_num_threads(DEFAULT_THREADS)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def all_threads() -> contextlib.AbstractContextManager[None]:
+    """The shared trainings run on torch's default threads, whichever module (some run on one thread) asks for them
+    first: the same weights for any test order, and no training slowed down by a small-model module's setting."""
+    return torch_threads(DEFAULT_THREADS)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """For modules of small models (``pytestmark = pytest.mark.usefixtures("one_thread")``): on a shared 2-core
+    machine two threads mostly synchronise, and cost several times one (up to 100x the arithmetic for the smallest).
+    Module scope, so a module's shared evaluations run with it too and every comparison compares the same
+    arithmetic."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import main_INets
@@ -24,3 +25,8 @@ def error_of(argv: list[str]) -> str:
     message = str(info.value.code)
     assert "\n" not in message and message.startswith("error: ")
     return message
+
+
+def label_matrix(dataset) -> np.ndarray:
+    """(N, C) int8 label vectors of every row of a multi-label dataset."""
+    return np.asarray(dataset.targets, dtype=np.int8).reshape(len(dataset.targets), len(dataset.classes))

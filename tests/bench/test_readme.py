@@ -87,3 +87,25 @@ def test_a_ratios_run_keeps_the_all_methods_figures(tmp_path):
     bench_saliency.main(["--model", "resnet18", "--imsize", "32", "--batch", "1", "--repeats", "1", "--out", str(out)])
     report = json.loads(out.read_text())
     assert report["all_methods"] == {"gradcam": {"maps_per_s": 1.0}} and "gap" in json.dumps(report)
+
+
+@pytest.mark.parametrize("module, flags", [
+    ("bench_training", ["--batch", "2", "--repeats", "1", "--classes", "4", "--configs", "gap_full", "ca_freeze"]),
+    ("profile_gradient", ["--batch", "1", "--repeats", "1", "--calls", "1", "--no-compile"]),
+])
+def test_benchmarks_share_their_flags_and_machine_record(tmp_path, module, flags):
+    """The flags of bench/common.py mean the same in every benchmark: --threads is applied, --out is where the report
+    goes, and the report records the machine it ran on."""
+    import importlib
+
+    threads = torch.get_num_threads()
+    try:
+        importlib.import_module(f"bench.{module}").main(
+            ["--model", "resnet18", "--imsize", "32", "--device", "cpu", "--threads", "1",
+             "--out", str(tmp_path / "report.json"), *flags])
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads((tmp_path / "report.json").read_text())
+    setup = report.get("setup", report)
+    assert setup["threads"] == 1 and setup["device"] == "cpu" and setup["model"] == "resnet18"
+    assert setup["torch"] == torch.__version__ and isinstance(report["load_average_at_end"], float)

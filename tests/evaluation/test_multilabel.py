@@ -15,7 +15,7 @@ import torch
 import main_INets
 import recognition_imagenet
 from objrecon_imagenet import main as objrecon_main
-from tests.helpers import read_maps
+from tests.helpers import label_matrix, read_maps
 from utils.data import PRESENT, VOCDataset, build_dataset
 from utils.evaluation.masks import object_masks
 from utils.evaluation.model import load_trained_model
@@ -52,7 +52,7 @@ def test_map_and_scores_of_every_class(trained_voc_runs, ca_eval):
     images = torch.stack([dataset[i][0] for i in rows])
     with torch.no_grad():
         logits = model(images)
-    labels = dataset.label_matrix[rows]
+    labels = label_matrix(dataset)[rows]
     class_ap = [None if ap is None else 100 * ap for ap in class_average_precision(logits.numpy(), labels)]
     assert report["map"] == pytest.approx(mean_average_precision(class_ap), abs=1e-6)
     assert [c["ap"] for c in report["per_class"]] == pytest.approx(class_ap, abs=1e-6)
@@ -68,7 +68,7 @@ def test_one_map_per_image_and_class_present(trained_voc_runs, ca_eval):
     """The saliency files hold one map per (row, class present) pair, in row then class order; each equals the
     method's map computed alone for that image and class."""
     model, _, dataset, rows = evaluated(trained_voc_runs, ca_eval["report"])
-    expected = [(row, c) for row in rows for c in np.flatnonzero(dataset.label_matrix[row] == PRESENT).tolist()]
+    expected = [(row, c) for row in rows for c in np.flatnonzero(label_matrix(dataset)[row] == PRESENT).tolist()]
     assert len(expected) > len(rows)  # several classes in some images
     for method in ("gradcam", "attention"):
         saved = read_maps(ca_eval["store"], method)

@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,22 +24,14 @@ from utils.explain import create_saliency
 from utils.faithfulness import predict
 from utils.runtime.layout import EvaluationFolder
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 ROWS = [0, 1, 2, 3, 4, 5]          # the built-in val list is index-major: one image of each class
 INDEXES = ["--indexes", *map(str, ROWS)]
 FLOATS = ("p", "o", "ad", "ag", "insertion", "deletion", "positive_perturbation", "negative_perturbation",
           "energy_pointing_game")
 INTS = ("index", "label", "target", "ai", "pointing_game")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small models on a shared 2-core machine: two threads cost several times one (hand-offs). Module scope, so
-    the shared evaluations below run with it too (and every comparison compares the same arithmetic)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def subprocess_env() -> dict:

@@ -13,6 +13,8 @@ from utils.explain import (
 )
 from utils.runtime.forward import ForwardSettings
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # 1/16-width architectures: ScoreCAM / AblationCAM run one forward per channel of the target layer (here 32)
 NARROW = {"resnet18": dict(channels=(4, 8, 16, 32), stem_width=4), "convnext_tiny": dict(dims=(8, 16, 32, 64))}
 CASES = [("resnet18", "gap"), ("resnet18", "ca"), ("convnext_tiny", "ca")]
@@ -25,14 +27,6 @@ SCORECAM_BF16_BUDGET = {"spearman": 0.8, "top_share": 0.01, "map_mean": 0.25}
 def _narrow(backbone, pool, seed=3):
     torch.manual_seed(seed)
     return create_model(backbone, pool=pool, num_classes=10, **NARROW[backbone]).eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ from utils.explain import (
 )
 from utils.explain.registry import _PACKAGE_NAMES
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # ScoreCAM / AblationCAM run one forward per channel: on the full-width models (512 / 768 channels) they
 # take minutes on 2 CPU cores, so the default run uses the same architectures at 1/8 width (slow: full).
 PER_CHANNEL = ("ScoreCAM", "AblationCAM")
@@ -38,16 +40,6 @@ NARROW = {"resnet18": dict(channels=(8, 16, 32, 64), stem_width=8), "convnext_ti
 def _model(name, pool="ca", classes=10, seed=0, **kwargs):
     torch.manual_seed(seed)
     return create_model(name, pool=pool, num_classes=classes, **kwargs).eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: intra-op threads mostly synchronise. On 2 shared cores one thread ran this file's
-    forward/backward passes ~6x cheaper in CPU time (and faster in wall time) than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -34,15 +33,7 @@ from utils.faithfulness import (
 )
 from utils.runtime.forward import ForwardSettings
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Every model here is small: with two threads on a shared 2-core machine, thread hand-offs cost up to
-    100x the arithmetic. Restored afterwards so other test files are unaffected."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class RegionMean(nn.Module):

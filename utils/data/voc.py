@@ -197,11 +197,6 @@ class VOCDataset(ImageDataset):
         image, vector = super().__getitem__(index)
         return image, torch.tensor(vector, dtype=torch.int8)
 
-    @property
-    def label_matrix(self) -> np.ndarray:
-        """(N, C) int8 label vectors of every row."""
-        return np.asarray(self.targets, dtype=np.int8).reshape(len(self.targets), len(self.classes))
-
     def has_boxes(self, rows: Sequence[int]) -> bool:
         return all(self.annotations[row] is not None for row in rows)
 
