@@ -20,8 +20,15 @@ import os
 
 import torch
 
-from bench.common import bench_parser, machine, parse_bench_args, summary, time_interleaved, write_results
-from models import create_model
+from bench.common import (
+    bench_parser,
+    machine,
+    parse_bench_args,
+    random_model_and_batch,
+    summary,
+    time_interleaved,
+    write_results,
+)
 from utils.explain import create_saliency
 from utils.runtime.forward import ForwardSettings
 
@@ -64,12 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--chunk", type=int, default=64, help="rows (image, channel) per forward of the fast path")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args, device = parse_bench_args(parser, argv)
-    torch.manual_seed(0)
-    model = create_model(args.model, pool=args.pool, num_classes=1000).to(device).eval()
+    model, images, targets = random_model_and_batch(args.model, args.pool, max(args.images, args.fullgrad_images),
+                                                    args.imsize, device)
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    images = torch.randn(max(args.images, args.fullgrad_images), 3, args.imsize, args.imsize, device=device)
-    with torch.no_grad():
-        targets = model(images).argmax(1)
     report: dict = {"setup": {"model": args.model, "pool": args.pool, "imsize": args.imsize, "chunk": args.chunk,
                               "repeats": args.repeats, **machine(device), "weights": "random init"},
                     "targets": TARGETS[device.type]}

@@ -29,6 +29,7 @@ from bench.common import (
     machine,
     parse_bench_args,
     process_cpu_seconds,
+    random_model_and_batch,
     summary,
     time_interleaved,
     write_results,
@@ -48,11 +49,7 @@ def bench_pool(pool: str, args: argparse.Namespace, device: torch.device) -> dic
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    torch.manual_seed(0)
-    model = create_model(args.model, pool=pool, num_classes=1000).to(device).eval()
-    x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
-    with torch.no_grad():
-        targets = model(x).argmax(1)
+    model, x, targets = random_model_and_batch(args.model, pool, args.batch, args.imsize, device)
     fast = create_saliency("gradcam", model)
     package = GradCAM(model, [model.cam_target_layer])
     package_targets = [ClassifierOutputTarget(int(t)) for t in targets]
@@ -125,11 +122,7 @@ def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
     """Maps per second of every method create_saliency knows, on the ``ca`` model (those with a fast path through
     both engines): a warm-up call on the same batch, then the best of two timed calls. The package's per-channel
     methods and FullGrad get one image and a single call."""
-    torch.manual_seed(0)
-    model = create_model(args.model, pool="ca", num_classes=1000).to(device).eval()
-    x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
-    with torch.no_grad():
-        targets = model(x).argmax(1)
+    model, x, targets = random_model_and_batch(args.model, "ca", args.batch, args.imsize, device)
     results = {}
     for name in tqdm(available_methods(), desc="methods"):
         for engine in ("auto", "package") if name in FAST_NAMES else ("auto",):

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from bench.readme import RESULTS, refresh_for
+from models import create_model
 from utils.runtime.io import save_json
 
 
@@ -47,6 +48,21 @@ def machine(device: torch.device) -> dict:
     return {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count()}
+
+
+def random_model_and_batch(model_name: str, pool: str, images: int, imsize: int, device: torch.device,
+                           logit_scale: float = 1.0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A CA-Stream model with random weights (seed 0) in eval mode, ``images`` random images and the model's predicted
+    classes for them; ``logit_scale`` multiplies the classifier so that scores are confident, as a trained model's."""
+    torch.manual_seed(0)
+    model = create_model(model_name, pool=pool, num_classes=1000).to(device).eval()
+    with torch.no_grad():
+        for parameter in model.backbone.get_classifier().parameters():
+            parameter.mul_(logit_scale)
+    batch = torch.randn(images, 3, imsize, imsize, device=device)
+    with torch.no_grad():
+        targets = model(batch).argmax(1)
+    return model, batch, targets
 
 
 def write_results(path: Path, report: dict) -> None:

@@ -24,8 +24,14 @@ import os
 import torch
 
 from bench.bench_metrics import baseline_curves
-from bench.common import bench_parser, machine, parse_bench_args, time_interleaved, write_results
-from models import create_model
+from bench.common import (
+    bench_parser,
+    machine,
+    parse_bench_args,
+    random_model_and_batch,
+    time_interleaved,
+    write_results,
+)
 from utils.data import denormalize, normalize
 from utils.evaluation.methods import compute_maps
 from utils.explain import create_saliency
@@ -57,15 +63,9 @@ def reference_metrics(model: torch.nn.Module, images: torch.Tensor, maps: torch.
 
 def measure_pool(pool: str, args: argparse.Namespace, device: torch.device) -> dict:
     """Seconds per image of each part of the table for one model: ours and the package's."""
-    torch.manual_seed(0)
-    model = create_model(args.model, pool=pool, num_classes=1000).to(device).eval()
-    with torch.no_grad():
-        for parameter in model.backbone.get_classifier().parameters():
-            parameter.mul_(args.logit_scale)  # confident scores, as a trained model's
+    model, images, targets = random_model_and_batch(args.model, pool, args.batch, args.imsize, device,
+                                                    logit_scale=args.logit_scale)
     model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    images = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
-    with torch.no_grad():
-        targets = model(images).argmax(1)
     ours = ForwardSettings(amp=args.amp, channels_last=True, chunk=args.chunk)
     protocol = get_protocol("reference")
     pps = protocol.step_pixels(args.imsize, args.imsize)

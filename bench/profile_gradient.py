@@ -19,9 +19,8 @@ from collections.abc import Callable
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.common import bench_parser, machine, parse_bench_args, write_results
+from bench.common import bench_parser, machine, parse_bench_args, random_model_and_batch, write_results
 from bench.readme import RESULTS
-from models import create_model
 from utils.explain import create_saliency
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import atomic_write_text
@@ -63,11 +62,7 @@ def trace(run: Callable[[], object], calls: int, device: torch.device) -> tuple[
 
 def profile_pool(pool: str, args: argparse.Namespace, device: torch.device, report: dict, tables: list[str]) -> dict:
     """Timings and trace counts of the forward and the fast Grad-CAM (eager, compiled head) of one model."""
-    torch.manual_seed(0)
-    model = create_model(args.model, pool=pool, num_classes=1000).to(device).eval()
-    x = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device)
-    with torch.no_grad():
-        targets = model(x).argmax(1)
+    model, x, targets = random_model_and_batch(args.model, pool, args.batch, args.imsize, device)
     eager = create_saliency("gradcam", model)
     runs: dict[str, Callable[[], object]] = {"forward": lambda: model(x), "fast_gradcam": lambda: eager(x, targets)}
     if not args.no_compile:
