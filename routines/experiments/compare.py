@@ -170,15 +170,19 @@ def aggregate(per_seed: dict[int, dict], methods: list[str], dataset: str) -> li
     return rows
 
 
-def markdown_table(rows: list[dict], title: str, dataset: str, class_ap: dict[str, dict[str, list[float]]]
-                   ) -> str:
+def markdown_table(rows: list[dict], title: str, dataset: str, class_ap: dict[str, dict[str, list[float]]],
+                   seeds: int = 2) -> str:
+    """The poster-shaped table; with one seed there is no spread to show."""
     present = [(name, key) for name, key in columns(dataset) if any(key in r for r in rows)]
     counted = "images (pairs)" if any("pairs" in r for r in rows) else "images"
-    lines = [f"**{title}** (mean over seeds, +- half the max-min spread)", "",
+    spread = seeds > 1
+    lines = [f"**{title}** " + ("(mean over seeds, +- half the max-min spread)" if spread else "(one seed: no spread)"),
+             "",
              f"| method | pooling | {counted} | " + " | ".join(name for name, _ in present) + " |",
              "|---|---|---|" + "---|" * len(present)]
     for row in rows:
-        cells = [f"{row[key]:.2f} +- {row[key + '_spread'] / 2:.2f}" if key in row else "" for _, key in present]
+        cells = [(f"{row[key]:.2f}" + (f" +- {row[key + '_spread'] / 2:.2f}" if spread else "")) if key in row else ""
+                 for _, key in present]
         count = f"{row['images']} ({row['pairs']})" if "pairs" in row else str(row["images"])
         lines.append(f"| {row['method']} | {row['pooling'].upper()} | {count} | " + " | ".join(cells) + " |")
     if dataset in MULTI_LABEL_DATASETS:
@@ -258,8 +262,9 @@ def main() -> None:
     parser.add_argument("--metrics_amp", choices=("none", "bf16"), default="none",
                         help="autocast of objrecon's metric forwards (bf16: curves within 1e-2 of float32)")
     parser.add_argument("--slow_amp", choices=("none", "bf16"), default="none",
-                        help="autocast of the slow methods' maps (Score-CAM's masked forwards; bf16 is not yet within "
-                             "the budget of tests/explain/test_fast_paths.py); their metrics stay float32")
+                        help="autocast of the slow methods' maps (Score-CAM's masked forwards; bf16 keeps the channel "
+                             "scores within the budget of tests/explain/test_fast_paths.py, though a map can move to a "
+                             "near-tied channel); their metrics run under --metrics_amp")
     parser.add_argument("--train_per_class", type=int, default=150, help="Fashion-MNIST training images per class")
     parser.add_argument("--val_per_class", type=int, default=30, help="Fashion-MNIST validation images per class")
     parser.add_argument("--block", default=None,
@@ -295,7 +300,8 @@ def main() -> None:
                                                                  for p, r in res.items()}
                                                        for s, res in per_seed.items()},
                                           "minutes": minutes})
-    atomic_write_text(args.out / "results.md", markdown_table(rows, title, args.dataset, per_class_ap(per_seed)))
+    table = markdown_table(rows, title, args.dataset, per_class_ap(per_seed), seeds=len(args.seeds))
+    atomic_write_text(args.out / "results.md", table)
     save_curve_panels(args.out / "curves.png", mean_curves(per_seed, args.methods),
                       f"{args.dataset}: mean over images and seeds {' '.join(map(str, args.seeds))}")
     # GAP's folders first: the baseline of the page's differences

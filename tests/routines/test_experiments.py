@@ -95,3 +95,15 @@ def test_shrunken_multilabel_comparison_reports_map_pairs_and_class_ap(tmp_path)
     table = (out / "results.md").read_text()
     assert "| method | pooling | images (pairs) | mAP |" in table and "nan" not in table
     assert "AP per class" in table and "| disc |" in table and "Poster" not in table
+
+
+def test_one_seed_table_shows_no_spread():
+    """A one-seed run (the 224 px scripts) has no spread: its cells are plain values and its title says so."""
+    from routines.experiments.compare import markdown_table
+
+    row = {"method": "gradcam", "pooling": "gap", "images": 30, "accuracy": 99.0, "accuracy_spread": 0.0,
+           "ad": 4.5, "ad_spread": 0.0}
+    one = markdown_table([row], "builtin", "builtin", {}, seeds=1)
+    assert "(one seed: no spread)" in one and "| gradcam | GAP | 30 | 99.00 | 4.50 |" in one and "+-" not in one
+    two = markdown_table([dict(row, ad_spread=1.0)], "builtin", "builtin", {}, seeds=2)
+    assert "| gradcam | GAP | 30 | 99.00 +- 0.00 | 4.50 +- 0.50 |" in two
