@@ -93,6 +93,9 @@ Benchmarks and experiments (bench/, routines/experiments/)
   (bench/test_readme.py: test_a_run_written_elsewhere_leaves_the_readme_alone)
 - a 224 px comparison published beside the 128 px one: only its own README block is rewritten
   (routines/test_experiments.py: test_publish_rewrites_only_its_own_block)
+- a comparison killed during a training, then rerun: the training resumes to its last epoch (its weights exist
+  after the first) before anything is evaluated (routines/test_experiments.py:
+  test_a_training_killed_after_its_first_epoch_is_not_taken_as_done)
 """
 from __future__ import annotations
 

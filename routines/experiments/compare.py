@@ -21,6 +21,7 @@ the pointing game uses the class's boxes with 15 px tolerance, and a second tabl
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -92,6 +93,15 @@ def dataset_flags(args: argparse.Namespace) -> tuple[list[str], list[str]]:
             ["--root_data", images, "--path_lbl", str(root / "val.csv")])
 
 
+def trained(run: RunFolder, epochs: int) -> bool:
+    """Whether the training of ``run`` has logged all its epochs: its weights are written after every epoch, so a
+    training killed after its first one has them too."""
+    if not run.log.is_file():
+        return False
+    with run.log.open(newline="") as file:
+        return sum(1 for _ in csv.DictReader(file)) >= epochs
+
+
 def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_data: list[str]) -> dict:
     folder = args.out / f"seed{seed}"
     common = ["--model", args.backbone, "--imsize", str(args.imsize), "--seed", str(seed), "--workers", "0",
@@ -103,8 +113,9 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
         "ca": ["main_INets.py", *common, "--epochs", str(args.stream_epochs), "--pool", "ca", "--freeze",
                "--init_from", str(folder / "gap"), "--lr", str(args.stream_lr), "--store_dir", str(folder / "ca")],
     }
+    epochs = {"gap": args.epochs, "ca": args.stream_epochs}
     for pool, command in steps.items():
-        if args.fresh or not RunFolder(folder / pool).weights.is_file():
+        if args.fresh or not trained(RunFolder(folder / pool), epochs[pool]):
             # an interrupted training continues (--fresh has emptied the folder already)
             run([*command, "--resume"], folder / "logs" / f"train_{pool}.log")
     results = {}

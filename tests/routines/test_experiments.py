@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,3 +108,20 @@ def test_one_seed_table_shows_no_spread():
     assert "(one seed: no spread)" in one and "| gradcam | GAP | 30 | 99.00 | 4.50 |" in one and "+-" not in one
     two = markdown_table([dict(row, ad_spread=1.0)], "builtin", "builtin", {}, seeds=2)
     assert "| gradcam | GAP | 30 | 99.00 +- 0.00 | 4.50 +- 0.50 |" in two
+
+
+def test_a_training_killed_after_its_first_epoch_is_not_taken_as_done(tmp_path):
+    """Weights are written after every epoch: a rerun of the comparison must resume a training whose log is short,
+    not evaluate its one-epoch model."""
+    from routines.experiments.compare import trained
+    from utils.runtime.layout import RunFolder
+
+    run = RunFolder(tmp_path / "ca")
+    run.path.mkdir()
+    run.save_weights(run.weights, {"w": torch.zeros(1)}, {})
+    rows = [{"epoch": epoch, "train_loss": 1.0 / epoch} for epoch in (1, 2, 3, 4)]
+    assert not trained(run, 4)                   # weights, no log
+    run.write_log(rows[:1])
+    assert not trained(run, 4) and trained(run, 1)
+    run.write_log(rows)
+    assert trained(run, 4)
