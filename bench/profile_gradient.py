@@ -5,41 +5,32 @@ random-init ResNet-50 ``gap`` and ``ca`` models.
     python -m bench.profile_gradient                                  # CPU: bench/results/profile_gradient_cpu.*
     python -m bench.profile_gradient --device cuda --batch 64         # GPU: bench/results/gpu/profile_gradient_cuda.*
 
-For each (pool, what) the summary records the wall time per call (best of ``--repeats`` after warm-up calls, the
-compiled head's compilation included in the warm-up), the ratio to the forward, the number of operator calls and,
+For each (pool, what) the summary records the wall time per call (best of ``--repeats`` interleaved rounds after
+warm-up calls, the compiled head's compilation included in the warm-up), the ratio to the forward, the number of
+operator calls and,
 on a GPU, of kernel launches and the device time per call; the text file holds the profiler's table of the top
 operators by self time (device time on a GPU). Writes both atomically.
 """
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.common import bench_parser, machine, parse_bench_args, random_model_and_batch, write_results
+from bench.common import (
+    bench_parser,
+    machine,
+    parse_bench_args,
+    random_model_and_batch,
+    time_interleaved,
+    write_results,
+)
 from bench.readme import RESULTS
 from utils.explain import create_saliency
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import atomic_write_text
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def best_seconds(run: Callable[[], object], repeats: int, device: torch.device) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        run()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def trace(run: Callable[[], object], calls: int, device: torch.device) -> tuple[dict, str]:
@@ -48,7 +39,8 @@ def trace(run: Callable[[], object], calls: int, device: torch.device) -> tuple[
     with profile(activities=activities) as prof:
         for _ in range(calls):
             run()
-        _sync(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     events = prof.key_averages()
     sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = events.table(sort_by=sort_by, row_limit=25)
@@ -72,10 +64,13 @@ def profile_pool(pool: str, args: argparse.Namespace, device: torch.device, repo
             (compiled(x, targets) - eager(x, targets)).abs().max())
     results = {}
     with torch.no_grad():
-        for name, run in runs.items():
+        for run in runs.values():
             for _ in range(2):
                 run()  # warm-up (the compiled head compiles here)
-            results[name] = {"seconds": best_seconds(run, args.repeats, device)}
+        # interleaved, so that a drifting load on a shared machine hits every run alike
+        times = time_interleaved(runs, args.repeats, device, warm_up=False)
+        for name, run in runs.items():
+            results[name] = {"seconds": min(wall for wall, _ in times[name])}
             counts, table = trace(run, args.calls, device)
             results[name].update(counts)
             tables.append(f"### {pool} / {name}: {results[name]['seconds'] * 1000:.2f} ms per call\n{table}\n")
