@@ -10,11 +10,10 @@ bench/results/training.json (written atomically), which the README's performance
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 
-from bench.common import bench_parser, machine, parse_bench_args, write_results
+from bench.common import bench_parser, machine, parse_bench_args, time_interleaved, write_results
 from models import create_model
 from utils.runtime.forward import ForwardSettings
 
@@ -72,14 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
     args, device = parse_bench_args(parser, argv)
     steps = {name: build_step(name, args.model, args.imsize, args.batch, args.classes, device)
              for name in args.configs}
-    for step in steps.values():  # warm-up: allocator, autocast caches, oneDNN primitives
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+    # one warm-up call each (allocator, autocast caches, oneDNN primitives), then interleaved rounds
+    times = {name: [wall for wall, _ in samples]
+             for name, samples in time_interleaved(steps, args.repeats, device).items()}
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratios = {label: medians[a] / medians[b] for label, (a, b) in RATIOS.items() if a in medians and b in medians}
     for name, seconds in medians.items():

@@ -21,7 +21,6 @@ the pointing game uses the class's boxes with 15 px tolerance, and a second tabl
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -96,10 +95,7 @@ def dataset_flags(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def trained(run: RunFolder, epochs: int) -> bool:
     """Whether the training of ``run`` has logged all its epochs: its weights are written after every epoch, so a
     training killed after its first one has them too."""
-    if not run.log.is_file():
-        return False
-    with run.log.open(newline="") as file:
-        return sum(1 for _ in csv.DictReader(file)) >= epochs
+    return len(run.read_log(epochs)) >= epochs
 
 
 def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_data: list[str]) -> dict:
