@@ -29,8 +29,9 @@ Training (main_INets.py)
   (runtime/test_run_folder_compatibility.py)
 
 Data, in all three scripts
-- a corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason
-  (test_corrupt_image_*)
+- a corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason, and the
+  workers ended with the error (called in-process, they lingered until a later garbage collection, which then
+  waited up to 30 s for them inside another test) (test_corrupt_image_*)
 - a list file with a bad row: one line with file:line and the row (data/test_data.py)
 - Pascal VOC (--dataset voc): an annotation XML without objects, an object of an unknown class, a missing JPEG, an
   image-set id without an annotation, a multi-label list naming a class (by name or index) outside the classes, a
@@ -99,6 +100,7 @@ Benchmarks and experiments (bench/, routines/experiments/)
 """
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -158,6 +160,9 @@ def test_corrupt_image_is_one_line_naming_the_file(trained_runs, corrupt_list, t
     else:
         message = one_line_error(objrecon_main, [*flags, "--method", "gradcam"])
     assert str(bad) in message and "cannot read image" in message and "DataLoader" not in message
+    # the workers are shut down with the error, not left to a later garbage collection (which then waited for
+    # them, up to 30 s, inside whichever test came next)
+    assert not multiprocessing.active_children()
 
 
 def test_corrupt_image_in_training_is_one_line_naming_the_file(corrupt_list, tmp_path):
@@ -166,6 +171,7 @@ def test_corrupt_image_in_training_is_one_line_naming_the_file(corrupt_list, tmp
         "--model", "resnet18", "--imsize", "32", "--batch_size", "2", "--workers", "2", "--epochs", "1",
         "--root_data", str(root), "--path_list", str(listing), "--val_split", "0", "--store_dir", str(tmp_path / "r")])
     assert str(bad) in message and "cannot read image" in message and "DataLoader" not in message
+    assert not multiprocessing.active_children()
 
 
 # --------------------------------------------------------------------------------------------------

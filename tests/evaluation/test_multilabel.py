@@ -77,7 +77,8 @@ def test_one_map_per_image_and_class_present(trained_voc_runs, ca_eval):
         for position in (0, 1, len(expected) - 1):
             row, label = expected[position]
             alone = create_saliency(method, model)(dataset[row][0][None], [label])
-            torch.testing.assert_close(saved["maps"][position], alone[0].float(), atol=1e-5, rtol=0)
+            # a batch and a single image reassociate the float32 convolutions: up to ~1e-5 seen on a fresh machine
+            torch.testing.assert_close(saved["maps"][position], alone[0].float(), atol=1e-4, rtol=0)
     assert ca_eval["report"]["saliency"]["num_pairs"] == len(expected)
 
 
@@ -114,7 +115,8 @@ def test_metrics_score_each_pair_with_its_sigmoid_recorded_on_the_card(trained_v
     with torch.no_grad():
         logits = model(torch.stack([dataset[int(r["index"])][0] for r in gradcam[:6]]))
     expected = logits.sigmoid().gather(1, torch.tensor([[int(r["target"])] for r in gradcam[:6]]))[:, 0]
-    np.testing.assert_allclose([float(r["p"]) for r in gradcam[:6]], expected.numpy(), atol=1e-5)
+    # objrecon's batches have another shape than this one: float32 reassociation (1.5e-5 seen on a fresh machine)
+    np.testing.assert_allclose([float(r["p"]) for r in gradcam[:6]], expected.numpy(), atol=1e-4)
     result = summary["results"]["gradcam"]
     assert result["num_pairs"] == len(gradcam)
     for key in ("ad", "insertion", "pointing_game"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -25,6 +26,10 @@ def run_or_exit(run: Callable[[argparse.Namespace], dict], args: argparse.Namesp
     try:
         return run(args)
     except (ValueError, OSError) as error:
+        # the frames of the error's traceback hold what the run held (a DataLoader iterator and its worker
+        # processes), in a reference cycle when the error was re-raised from a worker: clearing them ends the
+        # workers now, not at a garbage collection during whatever the caller does next
+        traceback.clear_frames(error.__traceback__)
         raise SystemExit(f"error: {error_line(error)}") from None
 
 
