@@ -5,6 +5,8 @@
 # Every pixel costs three times the 128 px run's, so bf16 autocast (with channels_last) runs training, the metric
 # forwards and Score-CAM's masked forwards (each within a tested budget); Score-CAM scores the same 10% of the
 # validation set (30 images) as at 128 px: its 1280 forwards per image make it most of the hour.
+# A CPU without bfloat16 kernels (AVX2 only) emulates bf16, 11x slower than float32: there pass --train_amp none
+# --metrics_amp none --slow_amp none (the README's Performance section).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python -m routines.experiments.compare --dataset fashion_mnist --imsize 224 --block fashion_mnist_224 --seeds 0 \
