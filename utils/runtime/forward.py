@@ -17,9 +17,11 @@ from torch import nn
 AMP_DTYPES: dict[str, Optional[torch.dtype]] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 and newer); without them CPU autocast to bfloat16
-    is emulated, and ran 11x slower than float32 (EfficientNet-Lite0 at 224 px on an AVX2 AMD EPYC)."""
+    is emulated, and ran 11x slower than float32 (EfficientNet-Lite0 at 224 px on an AVX2 AMD EPYC). Asked once:
+    :meth:`ForwardSettings.autocast` runs on every step and chunk."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN's check: assume native rather than warn
