@@ -1,7 +1,7 @@
 """recognition_imagenet.py: the README's example, accuracy, saliency files, pointing game, batching, DDP, errors.
 
-Every test reuses the shared ``trained_runs`` fixture (a GAP EfficientNet-Lite0 and its CA stream trained for
-two epochs on the built-in dataset at 96x96); nothing is retrained here.
+Every test reuses the shared ``trained_runs`` fixture (a GAP EfficientNet-Lite0 trained for one epoch and its CA
+stream for two, on the built-in dataset at 96x96); nothing is retrained here.
 """
 import csv
 import json

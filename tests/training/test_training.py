@@ -48,9 +48,9 @@ def test_training_on_builtin_dataset_learns(trained_runs):
     the shared GAP run trains it at 96 px: it learns, and leaves every file of a run folder."""
     run = trained_runs["gap"]
     rows = list(csv.DictReader((run / "log.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1]
     accuracy = float(rows[-1]["val_acc"])
-    print(f"validation accuracy after 2 epochs: {accuracy:.1f}% (chance 16.7%)")
+    print(f"validation accuracy after 1 epoch: {accuracy:.1f}% (chance 16.7%)")
     assert accuracy > 40.0
     for name in ("config.json", "args.yaml", "model.safetensors", "model_best.safetensors", "last.pth"):
         assert (run / name).is_file(), name
