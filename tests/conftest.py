@@ -13,8 +13,9 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))  # pytest-xdist'
 if WORKERS:
     # each worker gets its share of the cores, and so do its subprocesses: two workers of two OpenMP threads each on
     # two cores spun against each other (3.5x the CPU time of the suite, measured)
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // WORKERS))
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    WORKER_THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(WORKER_THREADS)
+    torch.set_num_threads(WORKER_THREADS)
 DEFAULT_THREADS = torch.get_num_threads()  # torch's choice (or the worker's share), before any module sets its own
 
 SHARED_TRAININGS = ("trained_runs", "trained_voc_runs")
@@ -101,41 +102,38 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Pa
     return folder
 
 
-@pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> dict:
-    """The paper's protocol in small, shared by the evaluation tests: a GAP EfficientNet-Lite0 fine-tuned from
-    its packaged ImageNet weights on the built-in dataset at 96x96 (3x3 feature maps) for one epoch (99.7% validation
-    accuracy already; a second epoch cost about 30 s of the suite), then the CA stream trained on it for two epochs
-    with backbone and classifier frozen."""
+def gap_then_ca(tmp_path_factory, name: str, flags: list[str], gap_epochs: int) -> Path:
+    """The paper's protocol in small, built once per session (``built_once``): a GAP EfficientNet-Lite0 fine-tuned
+    from its packaged ImageNet weights at 96x96 (3x3 feature maps) in ``gap/``, then the CA stream trained on it for
+    two epochs with backbone and classifier frozen in ``ca/``."""
     import main_INets
-    from utils.data import ensure_builtin_dataset
 
     def train(runs: Path) -> None:
-        common = ["--imsize", "96", "--workers", "0", "--batch_size", "32", "--seed", "0"]
+        common = [*flags, "--imsize", "96", "--workers", "0", "--batch_size", "32", "--seed", "0"]
         with all_threads():
-            main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "1"])
+            main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", str(gap_epochs)])
             main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
                              "--init_from", str(runs / "gap"), "--lr", "3e-3"])
 
-    runs = built_once(tmp_path_factory, "runs", train)
+    return built_once(tmp_path_factory, name, train)
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> dict:
+    """``gap_then_ca`` on the built-in dataset, shared by the evaluation tests; GAP for one epoch (99.7% validation
+    accuracy already; a second epoch cost about 30 s of the suite)."""
+    from utils.data import ensure_builtin_dataset
+
+    runs = gap_then_ca(tmp_path_factory, "runs", [], gap_epochs=1)
     return {"gap": runs / "gap", "ca": runs / "ca", "data": ensure_builtin_dataset()}
 
 
 @pytest.fixture(scope="session")
 def trained_voc_runs(tmp_path_factory) -> dict:
-    """The paper's protocol on multi-label data, shared by the multi-label tests: ``trained_runs``'s recipe on 40% of
-    the built-in multi-label set's training images (``--dataset voc`` without data flags: the set is generated on
-    first use), BCE with logits, at 96x96 (3x3 feature maps), validated on its 200 validation images."""
-    import main_INets
+    """``gap_then_ca`` on multi-label data, shared by the multi-label tests: 40% of the built-in multi-label set's
+    training images (``--dataset voc`` without data flags: the set is generated on first use), BCE with logits,
+    validated on its 200 validation images; GAP for two epochs (a test checks that its loss decreases)."""
     from utils.data import ensure_builtin_voc
 
-    def train(runs: Path) -> None:
-        common = ["--dataset", "voc", "--imsize", "96", "--workers", "0", "--batch_size", "32", "--seed", "0",
-                  "--fraction", "0.4"]
-        with all_threads():
-            main_INets.main([*common, "--store_dir", str(runs / "gap"), "--epochs", "2"])
-            main_INets.main([*common, "--store_dir", str(runs / "ca"), "--epochs", "2", "--pool", "ca", "--freeze",
-                             "--init_from", str(runs / "gap"), "--lr", "3e-3"])
-
-    runs = built_once(tmp_path_factory, "voc_runs", train)
+    runs = gap_then_ca(tmp_path_factory, "voc_runs", ["--dataset", "voc", "--fraction", "0.4"], gap_epochs=2)
     return {"gap": runs / "gap", "ca": runs / "ca", "data": ensure_builtin_voc()}
