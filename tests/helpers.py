@@ -1,7 +1,9 @@
 """Small shortcuts the tests share."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -30,3 +32,13 @@ def error_of(argv: list[str]) -> str:
 def label_matrix(dataset) -> np.ndarray:
     """(N, C) int8 label vectors of every row of a multi-label dataset."""
     return np.asarray(dataset.targets, dtype=np.int8).reshape(len(dataset.targets), len(dataset.classes))
+
+
+def require_installed(missing: Optional[str], required: bool = False) -> None:
+    """Skips the test when a system package is ``missing`` (the reason); fails instead when ``required`` or under CI,
+    which installs them all (.ci/run): a test CI skips is a test that cannot fail."""
+    if missing is None:
+        return
+    if required or os.environ.get("CI"):
+        pytest.fail(missing)
+    pytest.skip(missing)

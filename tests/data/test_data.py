@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import require_installed
 from utils.data import (
     BUILTIN_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -356,9 +357,9 @@ def test_mit67_converter_errors(tmp_path, train_text, test_text, expected):
 
 # ------------------------------------------------------------------ Fashion-MNIST
 
-@pytest.mark.skipif(not fashion_mnist_available(), reason="Fashion-MNIST not installed "
-                    "(apt-get install dataset-fashion-mnist puts it in /usr/share/datasets/fashion-mnist)")
 def test_fashion_mnist_export(tmp_path):
+    require_installed(None if fashion_mnist_available() else "Fashion-MNIST not installed (apt-get install "
+                      "dataset-fashion-mnist or bash .ci/install_data.sh puts it in /usr/share/datasets/fashion-mnist)")
     root = prepare_fashion_mnist(tmp_path / "fm", train_per_class=2, val_per_class=1, seed=0, imsize=32)
     assert read_class_names(root / "classes.txt") == list(FASHION_MNIST_CLASSES)
     train = read_list_file(root / "train.csv")

@@ -21,6 +21,7 @@ import torch
 
 from objrecon_imagenet import main as objrecon_main
 from tests.browser import headless_chromium, unavailable_reason
+from tests.helpers import require_installed
 from utils.data import build_dataset
 from utils.evaluation import compare_html
 from utils.evaluation.methods import build_methods, compute_maps
@@ -314,11 +315,7 @@ def test_compare_errors_are_one_line(evaluations, trained_runs, relabelled_list,
 
 @pytest.fixture(scope="module")
 def browser():
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CI"):  # CI installs it (.ci/install_browser.sh): never skip there
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_installed(unavailable_reason())
     with headless_chromium(width=1600, height=1400) as driver:
         yield driver
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import require_installed
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +28,7 @@ TINY_FLAGS = ["--model", "resnet18", "--pool", "ca", "--classes", "6", "--epochs
 
 @pytest.fixture(scope="module")
 def cluster():
-    reason = unavailable_reason()
-    if reason:
-        if os.environ.get("CASTREAM_REQUIRE_SLURM") or os.environ.get("CI"):  # CI installs it: never skip there
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_installed(unavailable_reason(), required=bool(os.environ.get("CASTREAM_REQUIRE_SLURM")))
     with SlurmCluster() as c:
         yield c
 
