@@ -4,16 +4,14 @@
 # Service start-up is blocked during installation: the tests run their own daemons with a
 # throwaway config, and containers have no init system to start services anyway.
 set -euo pipefail
+source "$(dirname "$0")/apt.sh"
 
 if command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
    && command -v sbatch >/dev/null && command -v munged >/dev/null; then
     echo "install_slurm: already installed (slurmd $(dpkg-query -W -f='${Version}' slurmd 2>/dev/null || echo '?'))"
     exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-    echo "install_slurm: must run as root" >&2
-    exit 1
-fi
+require_root install_slurm
 
 policy=/usr/sbin/policy-rc.d
 created_policy=0
@@ -24,7 +22,5 @@ if [ ! -e "$policy" ]; then
 fi
 trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge
+apt_install install_slurm slurmctld slurmd slurm-client munge
 echo "install_slurm: installed (slurmd $(dpkg-query -W -f='${Version}' slurmd))"
