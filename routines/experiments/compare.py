@@ -84,7 +84,7 @@ def dataset_flags(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     from utils.data import fashion_mnist_available, prepare_fashion_mnist
     if not fashion_mnist_available():
         print("installing Debian's dataset-fashion-mnist ...", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], check=True)
+        subprocess.run(["bash", str(REPO / ".ci" / "install_data.sh")], check=True)
     root = prepare_fashion_mnist(args.out / "fashion_mnist_data", train_per_class=args.train_per_class,
                                  val_per_class=args.val_per_class, seed=0, imsize=args.imsize)
     images = str(root / "images")

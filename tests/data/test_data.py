@@ -28,6 +28,7 @@ from utils.data import (
     denormalize,
     ensure_builtin_dataset,
     fashion_mnist_available,
+    fashion_mnist_missing,
     load_mask,
     normalize,
     prepare_fashion_mnist,
@@ -358,8 +359,7 @@ def test_mit67_converter_errors(tmp_path, train_text, test_text, expected):
 # ------------------------------------------------------------------ Fashion-MNIST
 
 def test_fashion_mnist_export(tmp_path):
-    require_installed(None if fashion_mnist_available() else "Fashion-MNIST not installed (apt-get install "
-                      "dataset-fashion-mnist or bash .ci/install_data.sh puts it in /usr/share/datasets/fashion-mnist)")
+    require_installed(fashion_mnist_missing())
     root = prepare_fashion_mnist(tmp_path / "fm", train_per_class=2, val_per_class=1, seed=0, imsize=32)
     assert read_class_names(root / "classes.txt") == list(FASHION_MNIST_CLASSES)
     train = read_list_file(root / "train.csv")

@@ -13,7 +13,12 @@ from .datasets import (
     check_indexes,
     subset_indices,
 )
-from .fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist_available, prepare_fashion_mnist
+from .fashion_mnist import (
+    FASHION_MNIST_CLASSES,
+    fashion_mnist_available,
+    fashion_mnist_missing,
+    prepare_fashion_mnist,
+)
 from .generated import IMAGES_DIRNAME, MANIFEST_FILENAME, MASKS_DIRNAME, load_mask
 from .lists import (
     CLASSES_FILENAME,
@@ -48,8 +53,8 @@ __all__ = [
     "JPEG_DIRNAME", "ListDataset", "ListRow", "MANIFEST_FILENAME", "MASKS_DIRNAME", "MULTI_LABEL", "MultiLabelRow",
     "PRESENT", "SINGLE_LABEL", "VOCAnnotation", "VOCDataset", "VOC_CLASSES", "build_dataset", "build_transform",
     "check_indexes", "class_name", "default_builtin_root", "default_builtin_voc_root", "denormalize",
-    "ensure_builtin_dataset", "ensure_builtin_voc", "fashion_mnist_available", "load_mask", "normalize",
-    "prepare_fashion_mnist", "read_annotation", "read_class_names", "read_image_set", "read_label_json",
+    "ensure_builtin_dataset", "ensure_builtin_voc", "fashion_mnist_available", "fashion_mnist_missing", "load_mask",
+    "normalize", "prepare_fashion_mnist", "read_annotation", "read_class_names", "read_image_set", "read_label_json",
     "read_list_file", "read_multilabel_list", "render_builtin_image", "render_multilabel_image", "subset_indices",
     "transform_mask",
 ]

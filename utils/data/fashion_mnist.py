@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -27,6 +28,14 @@ _FASHION_MNIST_FILES = {
 def fashion_mnist_available(source_dir: PathLike = FASHION_MNIST_DIR) -> bool:
     """True when the four Fashion-MNIST idx files are in ``source_dir``."""
     return all((Path(source_dir) / name).is_file() for pair in _FASHION_MNIST_FILES.values() for name in pair)
+
+
+def fashion_mnist_missing(source_dir: PathLike = FASHION_MNIST_DIR) -> Optional[str]:
+    """Why Fashion-MNIST cannot be read from ``source_dir``, in one line; None when its four idx files are there."""
+    if fashion_mnist_available(source_dir):
+        return None
+    return (f"Fashion-MNIST idx files not found in {source_dir} "
+            f"(install them with: apt-get install dataset-fashion-mnist, or bash .ci/install_data.sh as root)")
 
 
 def _read_idx(path: Path, header_bytes: int) -> np.ndarray:
@@ -73,9 +82,9 @@ def prepare_fashion_mnist(
     train.csv comes from the official training set, val.csv from the official test set.
     """
     source_dir = Path(source_dir)
-    if not fashion_mnist_available(source_dir):
-        raise FileNotFoundError(f"Fashion-MNIST idx files not found in {source_dir} "
-                                f"(install them with: apt-get install dataset-fashion-mnist)")
+    missing = fashion_mnist_missing(source_dir)
+    if missing:
+        raise FileNotFoundError(missing)
     manifest = {
         "dataset": "fashion-mnist", "seed": seed, "imsize": imsize,
         "train_per_class": train_per_class, "val_per_class": val_per_class,
