@@ -12,6 +12,7 @@ atomically.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import time
@@ -45,10 +46,15 @@ def workloads(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
             "metric_forward": lambda: forward.logits(model, images)}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags: the common ones of ``bench_parser`` and its own."""
     parser = bench_parser(__doc__, "compile.json")
     parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    args, device = parse_bench_args(parser, argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, device = parse_bench_args(build_parser(), argv)
     images = torch.randn(args.batch, 3, args.imsize, args.imsize, device=device).contiguous(
         memory_format=torch.channels_last)
     labels = torch.randint(0, 1000, (args.batch,), device=device)

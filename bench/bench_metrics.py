@@ -13,6 +13,7 @@ Writes a JSON report atomically (temporary file + rename).
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import os
@@ -117,7 +118,8 @@ def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> tuple[torch.T
     return out, seconds, cpu_seconds, mem.peak_mb
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags: the common ones of ``bench_parser`` and its own."""
     parser = bench_parser(__doc__, "metrics.json", batch=16, batch_help="max images x steps per forward (ours)",
                           repeats=2, repeats_help="interleaved repeats after a warm-up round; best kept")
     parser.add_argument("--images", type=int, default=4)
@@ -129,7 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="scale the random classifier so the softmax is not uniform (p ~ 1e-3 makes every "
                              "curve difference look negligible)")
     parser.add_argument("--seed", type=int, default=0)
-    args, device = parse_bench_args(parser, argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, device = parse_bench_args(build_parser(), argv)
 
     import timm
 

@@ -139,13 +139,18 @@ def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags: the common ones of ``bench_parser`` and its own."""
     parser = bench_parser(__doc__, "saliency.json", repeats=5)
     parser.add_argument("--scorecam", action="store_true", help="also time ScoreCAM on one image (slow on CPU)")
     parser.add_argument("--scorecam-batch", type=int, default=128, help="ScoreCAM's inner channel batch")
     parser.add_argument("--all-methods", action="store_true",
                         help="also maps/s of every saliency method (slow methods on one image)")
-    args, device = parse_bench_args(parser, argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, device = parse_bench_args(build_parser(), argv)
 
     report: dict = {
         "setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, "repeats": args.repeats,

@@ -9,6 +9,7 @@ bench/results/training.json (written atomically), which the README's performance
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 
 import torch
@@ -63,12 +64,17 @@ def build_step(name: str, model_name: str, imsize: int, batch: int, classes: int
     return step
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags: the common ones of ``bench_parser`` and its own."""
     parser = bench_parser(__doc__, "training.json", repeats=5,
                           repeats_help="timed rounds (each runs every configuration once)")
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    args, device = parse_bench_args(parser, argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, device = parse_bench_args(build_parser(), argv)
     steps = {name: build_step(name, args.model, args.imsize, args.batch, args.classes, device)
              for name in args.configs}
     # one warm-up call each (allocator, autocast caches, oneDNN primitives), then interleaved rounds

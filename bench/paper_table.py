@@ -155,13 +155,18 @@ def _duration(hours: float) -> str:
     return f"{hours:.2f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags: the common ones of ``bench_parser`` and its own."""
     parser = bench_parser(__doc__, "paper_table.json", batch_help="images per measured batch", repeats=2)
     parser.add_argument("--chunk", type=int, default=64, help="rows per forward of our metrics and Score-CAM")
     parser.add_argument("--scorecam-images", type=int, default=1)
     parser.add_argument("--amp", default="bf16", choices=["none", "bf16", "fp16"])
     parser.add_argument("--logit-scale", type=float, default=100.0)
-    args, device = parse_bench_args(parser, argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, device = parse_bench_args(build_parser(), argv)
     seconds = {}
     rows = []
     for pool in ("gap", "ca"):

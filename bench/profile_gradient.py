@@ -83,11 +83,16 @@ def profile_pool(pool: str, args: argparse.Namespace, device: torch.device, repo
     return results
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags: the common ones of ``bench_parser`` and its own."""
     parser = bench_parser(__doc__, None, repeats=5)
     parser.add_argument("--calls", type=int, default=3, help="calls traced by the profiler")
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled head")
-    args, device = parse_bench_args(parser, argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, device = parse_bench_args(build_parser(), argv)
     out = args.out or RESULTS / ("gpu" if device.type == "cuda" else "") / (
         f"profile_gradient_{device.type}")
     report: dict = {"setup": {"model": args.model, "imsize": args.imsize, "batch": args.batch, **machine(device)}}

@@ -46,6 +46,26 @@ def test_a_benchmark_writes_its_table_into_the_readme(sandbox):
     assert _block(text, "paper_table") == ""  # the other tables are left as they were
 
 
+def test_the_package_on_fewer_images_is_compared_by_rate(sandbox):
+    """--package-images: the slow package on the first images only, the fast paths on all, speedups per map."""
+    threads = torch.get_num_threads()
+    try:
+        report = bench_perchannel.main(["--model", "resnet18", "--imsize", "32", "--methods", "fullgrad",
+                                        "--fullgrad-images", "3", "--package-images", "1", "--device", "cpu",
+                                        "--threads", "1", "--out", str(sandbox / "results" / "perchannel.json")])
+    finally:
+        torch.set_num_threads(threads)
+    result = report["fullgrad"]
+    assert result["images"] == 3 and result["package"]["images"] == 1
+    package_rate = 1 / result["package"]["best_s"]
+    for engine in ("fast_fp32", "fast_bf16"):
+        assert result["speedup_vs_package"][engine] == round(3 / result[engine]["best_s"] / package_rate, 2)
+    assert result["max_abs_diff_fp32_vs_package"] < 1e-4  # the first image's maps, the package's and ours
+    row = next(line for line in _block((sandbox / "README.md").read_text(), "perchannel").splitlines()
+               if line.startswith("| `fullgrad`"))
+    assert "| 3 (package 1) |" in row
+
+
 def test_a_run_written_elsewhere_leaves_the_readme_alone(sandbox):
     before = (sandbox / "README.md").read_text()
     bench_perchannel.main(["--model", "resnet18", "--imsize", "32", "--methods", "fullgrad", "--fullgrad-images", "1",
