@@ -49,26 +49,25 @@ def bench_method(name: str, model: torch.nn.Module, model_cl: torch.nn.Module, i
         "fast_bf16": create_saliency(name, model_cl, forward=ForwardSettings(chunk=args.chunk, channels_last=True,
                                                                              amp="bf16")),
     }
+    counts = {engine: package_images if engine == "package" else len(images) for engine in engines}
     maps: dict[str, torch.Tensor] = {}
 
     def run(engine: str):
-        count = package_images if engine == "package" else len(images)
-        return lambda: maps.__setitem__(engine, engines[engine](images[:count], targets[:count]))
+        return lambda: maps.__setitem__(engine, engines[engine](images[:counts[engine]], targets[:counts[engine]]))
 
     # no warm-up round for the package's per-channel methods: one call takes minutes on a CPU
     slow = name != "fullgrad" and device.type == "cpu"
     times = time_interleaved({engine: run(engine) for engine in engines}, args.repeats, device, warm_up=not slow)
-    result = {engine: summary(samples, package_images if engine == "package" else len(images))
+    result = {engine: {**summary(samples, counts[engine]), "images": counts[engine]}
               for engine, samples in times.items()}
-    result["package"]["images"] = package_images
-    package_rate = package_images / result["package"]["best_s"]
-    result["speedup_vs_package"] = {engine: round(len(images) / result[engine]["best_s"] / package_rate, 2)
+    rate = {engine: counts[engine] / result[engine]["best_s"] for engine in engines}
+    result["speedup_vs_package"] = {engine: round(rate[engine] / rate["package"], 2)
                                     for engine in ("fast_fp32", "fast_bf16")}
     result["max_abs_diff_fp32_vs_package"] = float(
         (maps["fast_fp32"][:package_images] - maps["package"]).abs().max())
     result["max_abs_diff_bf16_vs_fp32"] = float((maps["fast_bf16"] - maps["fast_fp32"]).abs().max())
     result["mean_abs_diff_bf16_vs_fp32"] = float((maps["fast_bf16"] - maps["fast_fp32"]).abs().mean())
-    result["images"] = images.shape[0]
+    result["images"] = len(images)
     return result
 
 

@@ -103,9 +103,10 @@ def perchannel(reports: list[dict]) -> list[str]:
             r = report[method]
             speedups = r["speedup_vs_package"]
             # from the best time, at full precision: the file's rounded maps_per_s can read 0 for the package
-            package_images = r["package"].get("images", r["images"])
-            rate = {engine: _rate((package_images if engine == "package" else r["images"]) / r[engine]["best_s"])
+            # files written before --package-images record the image count once, for every engine
+            rate = {engine: _rate(r[engine].get("images", r["images"]) / r[engine]["best_s"])
                     for engine in ("package", "fast_fp32", "fast_bf16")}
+            package_images = r["package"].get("images", r["images"])
             images = r["images"] if package_images == r["images"] else f"{r['images']} (package {package_images})"
             lines.append(
                 f"| `{method}`, {_machine(report)} | {images} | {rate['package']} "
