@@ -25,6 +25,7 @@ from utils.evaluation.flags import (
 )
 from utils.evaluation.task import add_prediction_arguments
 from utils.explain import ENGINES
+from utils.faithfulness import AP_DEFINITIONS, VOC_AP
 from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 
 
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "paths (same maps, forwards batched on the device), package = pytorch-grad-cam")
     add_forward_arguments(evaluation, amp_help="autocast dtype of the classification forward, which the fast "
                                                "gradient CAMs and the attention maps reuse (fp16: CUDA only)")
+    evaluation.add_argument("--ap", choices=tuple(AP_DEFINITIONS), default=VOC_AP,
+                            help="multi-label AP: voc, the VOC devkit's all-point interpolated AP (VOC2010+, what "
+                                 "published VOC numbers use), or sklearn, scikit-learn's non-interpolated "
+                                 "average_precision_score")
     evaluation.add_argument("--store_dir", default=None, help="output folder (default: Evaluation/<run folder name>)")
     evaluation.add_argument("--report", default=None,
                             help="classification report JSON (default: STORE_DIR/classification.json)")

@@ -10,4 +10,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python -m routines.experiments.compare --dataset builtin --imsize 224 --block builtin_224 --seeds 0 \
-    --train_amp bf16 --metrics_amp bf16 --slow_fraction 0.2 --slow_amp bf16 --publish assets/results/builtin_224 "$@"
+    --train_amp bf16 --metrics_amp bf16 --eval_fraction 0.5 --slow_fraction 0.1 --slow_amp bf16 --publish assets/results/builtin_224 "$@"

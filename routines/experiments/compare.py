@@ -5,13 +5,15 @@ classifier, train the stream; (3) recognition + saliency for both; (4) AD/AI/AG,
 pointing game where masks exist) for both. Then (5) a results table in the poster's shape (rows: method x
 pooling; columns: accuracy, AD, AI, AG, insertion, deletion) as mean +- spread over the seeds, a plot of the
 mean insertion/deletion curves (GAP vs CA), written to <out>/results.md, results.csv, results.json, curves.png;
-and compare.html beside them (every evaluation folder: the table with deltas and seed spread, the images where the
-stream gains and loses most; open it in a browser).
+every CA - GAP difference with its paired 95% interval and p-value (utils.faithfulness.paired: a cluster bootstrap
+over images, each image's rows of all seeds together) in the table and in results.json's "differences", every
+scored row in per_image.csv; and compare.html beside them (every evaluation folder: the table with the paired
+differences and their intervals, the images where the stream gains and loses most; open it in a browser).
 
-    python -m routines.experiments.compare --dataset builtin --seeds 0 1
-    python -m routines.experiments.compare --dataset fashion_mnist --seeds 0 1     # installs the Debian data
+    python -m routines.experiments.compare --dataset builtin
+    python -m routines.experiments.compare --dataset fashion_mnist                 # installs the Debian data
     python -m routines.experiments.compare --dataset builtin --imsize 224 --block builtin_224   # 7x7 maps
-    python -m routines.experiments.compare --dataset voc_builtin --seeds 0 1       # multi-label: mAP, pairs
+    python -m routines.experiments.compare --dataset voc_builtin                   # multi-label: mAP, pairs
 Rerunning regenerates the table; finished steps (their output files exist) are reused unless --fresh.
 
 On the multi-label set (``voc_builtin``: the built-in shapes in the VOCdevkit layout, ``--dataset voc`` of the
@@ -21,30 +23,39 @@ the pointing game uses the class's boxes with 15 px tolerance, and a second tabl
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import operator
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+import yaml
 
 from utils.evaluation.compare_html import write_compare_page
-from utils.evaluation.plots import save_curve_panels
-from utils.faithfulness import CURVE_METRICS, MEAN_AP, NUM_PAIRS, metric
-from utils.runtime.io import atomic_write_text, save_json, write_csv
+from utils.evaluation.plots import save_curve_panels, save_learning_curves
+from utils.evaluation.replicates import Evaluation, read_evaluation, replicate_differences, replicates_from_rows
+from utils.faithfulness import CURVE_METRICS, MEAN_AP, METRICS, NUM_PAIRS, metric, paired_difference
+from utils.runtime.io import atomic_write_text, read_csv, save_json, write_csv
 from utils.runtime.layout import EvaluationFolder, RunFolder
 
-REPO = Path(__file__).resolve().parents[2]
+from .steps import DATASETS, MULTI_LABEL_DATASETS, REPO, fashion_mnist_root, run, trained
+
+# The stream's recipe, chosen on images held out of the training set (routines/experiments/sweep.py)
+STREAM_RECIPE = REPO / "configs" / "ca_stream_miniature.yaml"
 
 # The poster's columns (accuracy, then its metrics in its order) and the pointing game where masks exist.
 POSTER_METRICS = ("ad", "ai", "ag", "insertion", "deletion")
 METRIC_COLUMNS = tuple((metric(key).label, key) for key in (*POSTER_METRICS, "pointing_game"))
-# multi-label data: scored by mAP instead of accuracy, read from classification.json under the same key
-MULTI_LABEL_DATASETS = ("voc_builtin",)
-DATASETS = ("builtin", "fashion_mnist", *MULTI_LABEL_DATASETS)
+# how confident each model is, from classification.json: the confidence metrics read that confidence
+CALIBRATION_COLUMNS = (("NLL", "nll"), ("ECE", "ece"))
+# the record name of a difference that belongs to the classifier rather than to a saliency method
+CLASSIFICATION = "classification"
+# what --publish copies next to the README
+PUBLISHED = ("results.md", "results.csv", "results.json", "per_image.csv", "curves.png", "training.csv",
+             "training.png")
 
 
 def columns(dataset: str) -> tuple[tuple[str, str], ...]:
@@ -60,42 +71,16 @@ POSTER = {("gradcam", "gap"): (74.55, 13.04, 44.47, 17.56, 72.57, 13.24),
           ("scorecam", "ca"): (74.70, 7.09, 54.20, 23.65, 74.91, 14.68)}
 
 
-def run(command: list[str], log: Path) -> None:
-    """Runs one CLI step; its output goes to ``log`` and a failure stops the experiment with the log's tail."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with log.open("w") as file:
-        result = subprocess.run([sys.executable, *command], cwd=REPO, stdout=file, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    tail = log.read_text().strip().splitlines()[-1:] or [""]
-    if result.returncode:
-        raise SystemExit(f"error: step failed ({' '.join(command[:1])}), see {log}: {tail[0]}")
-    # the step's duration stays with its outputs, so a rerun that reuses them still reports the experiment's time
-    atomic_write_text(log.with_suffix(".seconds"), f"{seconds:.1f}\n")
-    print(f"  {' '.join(command[:1])} done in {seconds:.0f}s ({log.name})", flush=True)
-
-
 def dataset_flags(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """(training flags, evaluation flags) for the chosen dataset."""
     if args.dataset == "builtin":
         return [], []
     if args.dataset == "voc_builtin":
         return ["--dataset", "voc"], ["--dataset", "voc"]
-    from utils.data import fashion_mnist_available, prepare_fashion_mnist
-    if not fashion_mnist_available():
-        print("installing Debian's dataset-fashion-mnist ...", flush=True)
-        subprocess.run(["bash", str(REPO / ".ci" / "install_data.sh")], check=True)
-    root = prepare_fashion_mnist(args.out / "fashion_mnist_data", train_per_class=args.train_per_class,
-                                 val_per_class=args.val_per_class, seed=0, imsize=args.imsize)
+    root = fashion_mnist_root(args.out, args.train_per_class, args.val_per_class, args.imsize)
     images = str(root / "images")
     return (["--root_data", images, "--path_list", str(root / "train.csv"), "--val_list", str(root / "val.csv")],
             ["--root_data", images, "--path_lbl", str(root / "val.csv")])
-
-
-def trained(run: RunFolder, epochs: int) -> bool:
-    """Whether the training of ``run`` has logged all its epochs: its weights are written after every epoch, so a
-    training killed after its first one has them too."""
-    return len(run.read_log(epochs)) >= epochs
 
 
 def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_data: list[str]) -> dict:
@@ -106,8 +91,9 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
         common += ["--amp", args.train_amp, "--channels_last"]
     steps = {
         "gap": ["main_INets.py", *common, "--epochs", str(args.epochs), "--store_dir", str(folder / "gap")],
-        "ca": ["main_INets.py", *common, "--epochs", str(args.stream_epochs), "--pool", "ca", "--freeze",
-               "--init_from", str(folder / "gap"), "--lr", str(args.stream_lr), "--store_dir", str(folder / "ca")],
+        "ca": ["main_INets.py", *common, "--config", str(args.stream_config), "--epochs", str(args.stream_epochs),
+               "--pool", "ca", "--freeze", "--init_from", str(folder / "gap"), "--lr", str(args.stream_lr),
+               "--store_dir", str(folder / "ca")],
     }
     epochs = {"gap": args.epochs, "ca": args.stream_epochs}
     for pool, command in steps.items():
@@ -142,6 +128,7 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
             if name == f"eval_{pool}":
                 score_key = columns(args.dataset)[0][1]
                 results[pool][score_key] = classification["top1" if score_key == "accuracy" else score_key]
+                results[pool].update({key: classification.get(key) for _, key in CALIBRATION_COLUMNS})
                 results[pool]["protocol"] = summary["protocol"]
                 if MEAN_AP.key in classification:
                     results[pool]["class_ap"] = {c["name"]: c["ap"] for c in classification["per_class"]}
@@ -158,6 +145,7 @@ def aggregate(per_seed: dict[int, dict], methods: list[str], dataset: str) -> li
     """One row per (method, pooling): mean and spread (max - min over seeds) of every column."""
     rows = []
     score_key = columns(dataset)[0][1]
+    model_keys = {score_key, *(key for _, key in CALIBRATION_COLUMNS)}
     for method in methods:
         for pool in ("gap", "ca"):
             if pool == "gap" and method.startswith("attention"):
@@ -166,8 +154,8 @@ def aggregate(per_seed: dict[int, dict], methods: list[str], dataset: str) -> li
             row = {"method": method, "pooling": pool, "seeds": len(per_seed), "images": first["images"][method]}
             if first["pairs"].get(method) is not None:
                 row["pairs"] = first["pairs"][method]
-            for _, key in columns(dataset):
-                values = [r[pool][key] if key == score_key else r[pool]["metrics"][method].get(key)
+            for _, key in table_columns(dataset):
+                values = [r[pool].get(key) if key in model_keys else r[pool]["metrics"][method].get(key)
                           for r in per_seed.values()]
                 values = [v for v in values if v is not None]
                 if values:
@@ -177,13 +165,29 @@ def aggregate(per_seed: dict[int, dict], methods: list[str], dataset: str) -> li
     return rows
 
 
+def table_columns(dataset: str) -> tuple[tuple[str, str], ...]:
+    """The recognition score, the two calibration columns, then the metrics."""
+    score, *metrics = columns(dataset)
+    return (score, *CALIBRATION_COLUMNS, *metrics)
+
+
+def difference_cell(record: dict) -> str:
+    """``+1.23 [-0.40, +2.90]``, bold when the interval excludes 0."""
+    text = f"{record['mean']:+.2f} [{record['ci_low']:+.2f}, {record['ci_high']:+.2f}]"
+    return f"**{text}**" if record["ci_low"] > 0 or record["ci_high"] < 0 else text
+
+
 def markdown_table(rows: list[dict], title: str, dataset: str, class_ap: dict[str, dict[str, list[float]]],
-                   seeds: int = 2) -> str:
-    """The poster-shaped table; with one seed there is no spread to show."""
-    present = [(name, key) for name, key in columns(dataset) if any(key in r for r in rows)]
+                   seeds: int = 2, differences: list[dict] = ()) -> str:
+    """The poster-shaped table, and under each method's CA row its paired CA - GAP differences; with one seed
+    there is no spread to show."""
+    present = [(name, key) for name, key in table_columns(dataset) if any(key in r for r in rows)]
     counted = "images (pairs)" if any("pairs" in r for r in rows) else "images"
     spread = seeds > 1
-    lines = [f"**{title}** " + ("(mean over seeds, +- half the max-min spread)" if spread else "(one seed: no spread)"),
+    by_cell = {(d["method"], d["metric"]): d for d in differences if d["baseline"] == "gap"}
+    lines = [f"**{title}** " + ("(mean over seeds, +- half the max-min spread)" if spread else "(one seed: no spread)")
+             + "; CA - GAP rows: the paired difference over every (seed, image) pair with its 95% interval (cluster "
+               "bootstrap over images), **bold** where the interval excludes 0",
              "",
              f"| method | pooling | {counted} | " + " | ".join(name for name, _ in present) + " |",
              "|---|---|---|" + "---|" * len(present)]
@@ -192,6 +196,13 @@ def markdown_table(rows: list[dict], title: str, dataset: str, class_ap: dict[st
                  for _, key in present]
         count = f"{row['images']} ({row['pairs']})" if "pairs" in row else str(row["images"])
         lines.append(f"| {row['method']} | {row['pooling'].upper()} | {count} | " + " | ".join(cells) + " |")
+        method = row["method"]
+        if row["pooling"] == "ca" and any(m == method for m, _ in by_cell):
+            pairs = next(d["pairs"] for (m, _), d in by_cell.items() if m == method)
+            cells = [difference_cell(by_cell[method, key]) if (method, key) in by_cell else
+                     difference_cell(by_cell[CLASSIFICATION, key]) if (CLASSIFICATION, key) in by_cell else ""
+                     for _, key in present]
+            lines.append(f"| {method} | CA - GAP | {pairs} pairs | " + " | ".join(cells) + " |")
     if dataset in MULTI_LABEL_DATASETS:
         return "\n".join(lines + ["", *class_ap_table(class_ap)]) + "\n"
     lines += ["", "Poster (ResNet-50, ImageNet; reference only):", "",
@@ -200,6 +211,88 @@ def markdown_table(rows: list[dict], title: str, dataset: str, class_ap: dict[st
     for (method, pool), values in POSTER.items():
         lines.append(f"| {method} | {pool.upper()} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def seed_evaluations(per_seed: dict[int, dict]) -> dict[str, list[tuple[int, Evaluation]]]:
+    """{pool: (seed, evaluation folder read back) of every seed}, seeds in the same order for both poolings, so the
+    k-th folder of CA is paired with the k-th of GAP (the same seed and method group)."""
+    return {pool: [(seed, read_evaluation(folder, pool)) for seed, result in per_seed.items()
+                   for folder in result[pool]["folders"]] for pool in ("gap", "ca")}
+
+
+def per_image_rows(evaluations: dict[str, list[tuple[int, Evaluation]]]) -> list[dict]:
+    """per_image.csv: one row per (seed, pooling, method, image[, explained class]) with every metric of
+    metrics.csv (fractions, as there) and whether the prediction was right."""
+    keys = [m.key for m in METRICS]
+    rows = []
+    for pool, seeded in evaluations.items():
+        for seed, evaluation in seeded:
+            for method, images in evaluation.images.items():
+                for key, values in images.items():
+                    index, _, target = str(key).partition("-")
+                    correct = "" if values["correct"] is None else int(values["correct"])
+                    row = {"seed": seed, "pooling": pool, "method": method, "index": int(index),
+                           **({"target": int(target)} if target else {}), "correct": correct}
+                    rows.append({**row, **{k: values[k] for k in keys if k in values}})
+    present = [k for k in keys if any(k in r for r in rows)]
+    return [{**r, **{k: r.get(k, "") for k in present}} for r in rows]
+
+
+def nll_differences(per_seed: dict[int, dict]) -> list[dict]:
+    """The paired CA - GAP difference of each image's NLL (single-label predictions.csv), over the seeds."""
+    differences, clusters = [], []
+    for result in per_seed.values():
+        by_pool = {pool: {int(r["index"]): float(r["nll"]) for r in
+                          read_csv(EvaluationFolder(result[pool]["folders"][0]).predictions) if r.get("nll")}
+                   for pool in ("gap", "ca")}
+        for index, gap in by_pool["gap"].items():
+            if index in by_pool["ca"]:
+                differences.append(by_pool["ca"][index] - gap)
+                clusters.append(index)
+    if not differences:
+        return []
+    result = paired_difference(differences, clusters)
+    return [{"method": CLASSIFICATION, "metric": "nll", "baseline": "gap", "label": "ca", "mean": result.mean,
+             "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value, "pairs": result.pairs}]
+
+
+def published_differences(per_image: Path, methods: list[str]) -> list[dict]:
+    """results.json's difference records from a per_image.csv: every CA - GAP difference (accuracy and the table's
+    metrics), then every method - the first method under the same pooling."""
+    replicates = replicates_from_rows(read_csv(per_image))
+    metrics = [metric(key) for _, key in METRIC_COLUMNS]
+    return [d.record() for d in replicate_differences(replicates, "gap", methods, metrics)]
+
+
+def method_table(records: list[dict], baseline: str) -> str:
+    """Each method against ``baseline`` (a method) under the same pooling, on the images both scored."""
+    by_row: dict[tuple[str, str], dict[str, dict]] = {}
+    for record in records:
+        if record["baseline"] == baseline:
+            by_row.setdefault((record["label"], record["method"]), {})[record["metric"]] = record
+    if not by_row:
+        return ""
+    keys = [key for _, key in METRIC_COLUMNS if any(key in cells for cells in by_row.values())]
+    lines = ["", f"Each method - {baseline} under the same pooling (paired over the images both scored, all seeds; "
+                 f"95% interval, **bold** where it excludes 0):", "",
+             "| method | pooling | pairs | " + " | ".join(metric(k).label for k in keys) + " |",
+             "|---|---|---|" + "---|" * len(keys)]
+    for (pool, method), cells in by_row.items():
+        pairs = max(record["pairs"] for record in cells.values())
+        lines.append(f"| {method} - {baseline} | {pool.upper()} | {pairs} | "
+                     + " | ".join(difference_cell(cells[k]) if k in cells else "" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_training_curves(args: argparse.Namespace, title: str) -> None:
+    """training.csv and training.png: every training's per-epoch log (validation score and loss, training loss),
+    so a reader sees whether the recipe converged, over-fitted or diverged before reading the table."""
+    epochs = {"gap": args.epochs, "ca": args.stream_epochs}
+    logs = {f"{pool.upper()} seed {seed}": RunFolder(args.out / f"seed{seed}" / pool).read_log(epochs[pool])
+            for pool in ("gap", "ca") for seed in args.seeds}
+    write_csv(args.out / "training.csv", [{"run": name, **row} for name, rows in logs.items() for row in rows])
+    save_learning_curves(args.out / "training.png", logs, f"training of the compared models: {title}",
+                         split="validation")
 
 
 def class_ap_table(class_ap: dict[str, dict[str, list[float]]]) -> list[str]:
@@ -235,31 +328,85 @@ def publish(out: Path, folder: Path, block: str, readme: Path = REPO / "README.m
     ``<!-- results:<block> -->`` and ``<!-- /results:<block> -->``) with the table and the plot, so the table is
     never typed."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("results.md", "results.csv", "results.json", "curves.png"):
-        shutil.copyfile(out / name, folder / name)
+    if folder.resolve() != out.resolve():
+        for name in PUBLISHED:
+            shutil.copyfile(out / name, folder / name)
     begin, end = f"<!-- results:{block} -->", f"<!-- /results:{block} -->"
     text = readme.read_text()
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
-        plot = os.path.relpath(folder / "curves.png", readme.parent)
+        plot, training = (os.path.relpath(folder / name, readme.parent) for name in ("curves.png", "training.png"))
         content = f"{(out / 'results.md').read_text()}\n![insertion and deletion, {block}]({plot})\n"
+        if (folder / "training.png").is_file():  # publications before the learning curves have none
+            content += f"\n![learning curves of the compared models, {block}]({training})\n"
         atomic_write_text(readme, f"{head}{begin}\n{content}{end}{tail}")
         print(f"{readme.name}: results of {block} refreshed")
+
+
+def recheck(folder: Path, block: Optional[str], readme: Path) -> None:
+    """--recheck: recompute every difference of a published folder from its per_image.csv alone and check them
+    against its results.json (one line and exit status 1 where they differ); with --block, write the recomputed
+    records into results.json, its table into results.md and the README's block (publications made before the
+    records existed)."""
+    results = json.loads((folder / "results.json").read_text())
+    setup = results["setup"]
+    methods = ast.literal_eval(setup["methods"])
+    recomputed = published_differences(folder / "per_image.csv", methods)
+    key = operator.itemgetter("method", "metric", "baseline", "label")
+    published = {key(r): r for r in results.get("differences", [])}
+    fields = ("mean", "ci_low", "ci_high", "p_value", "pairs")
+    compared = [(r, published[key(r)]) for r in recomputed if key(r) in published]
+    worst = max((abs(r[f] - p[f]) for r, p in compared for f in fields), default=0.0)
+    print(f"{folder}: {len(recomputed)} differences recomputed from per_image.csv, {len(compared)} of them in "
+          f"results.json, largest deviation {worst:.3g}")
+    if block is None:
+        print(method_table(recomputed, methods[0]))
+        if worst > 1e-9 or len(compared) < len(recomputed):
+            raise SystemExit(f"error: {folder}: results.json does not hold the differences of its per_image.csv "
+                             f"({len(recomputed) - len(compared)} missing, largest deviation {worst:.3g})")
+        return
+    differences = recomputed + [r for r in results.get("differences", []) if r["method"] == CLASSIFICATION]
+    title = results.get("title") or (folder / "results.md").read_text().split("**")[1]
+    per_seed = results["per_seed"]
+    table = markdown_table(results["rows"], title, setup["dataset"], per_class_ap(per_seed), seeds=len(per_seed),
+                           differences=differences) + method_table(differences, methods[0])
+    save_json(folder / "results.json", {**results, "title": title, "differences": differences})
+    atomic_write_text(folder / "results.md", table)
+    publish(folder, folder, block, readme)
+
+
+def read_recipe(path: Path) -> dict:
+    """The stream recipe's flag values (a main_INets.py config); its lr and epochs are the comparison's defaults."""
+    try:
+        recipe = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SystemExit(f"error: --stream_config {path}: {error}".splitlines()[0]) from None
+    missing = [key for key in ("lr", "epochs") if key not in recipe]
+    if missing:
+        raise SystemExit(f"error: --stream_config {path}: no {', '.join(missing)}; expected a main_INets.py config "
+                         f"with the stream's lr and epochs")
+    return recipe
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=DATASETS, default="builtin")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--imsize", type=int, default=128,
                         help="128 px gives EfficientNet-Lite0 4x4 feature maps, 224 px 7x7 (the poster's ResNet-50's)")
-    parser.add_argument("--epochs", type=int, default=4, help="GAP fine-tuning epochs")
-    parser.add_argument("--stream_epochs", type=int, default=4, help="CA stream epochs (frozen backbone)")
-    parser.add_argument("--stream_lr", type=float, default=3e-3)
+    parser.add_argument("--epochs", type=int, default=8,
+                        help="GAP fine-tuning epochs (8: the held-out curves of sweep.py; 4 leaves Fashion-MNIST's "
+                             "GAP model 4 points short)")
+    parser.add_argument("--stream_config", type=Path, default=STREAM_RECIPE,
+                        help="the stream's recipe (main_INets.py flags: lr, epochs, weight decay, warm-up), chosen "
+                             "on held-out training images by routines/experiments/sweep.py")
+    parser.add_argument("--stream_epochs", type=int, default=None, help="CA stream epochs (default: the recipe's)")
+    parser.add_argument("--stream_lr", type=float, default=None, help="CA stream peak learning rate (default: the "
+                                                                      "recipe's)")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--eval_fraction", type=float, default=0.5, help="fraction of the validation set scored")
+    parser.add_argument("--eval_fraction", type=float, default=1.0, help="fraction of the validation set scored")
     parser.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++", "scorecam", "attention"])
     parser.add_argument("--slow_methods", nargs="*", default=["scorecam"],
                         help="methods scored on --slow_fraction of the validation set only")
@@ -280,9 +427,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments/<block>")
     parser.add_argument("--fresh", action="store_true", help="rerun every step even when its outputs exist")
     parser.add_argument("--publish", type=Path, default=None,
-                        help="copy results.md/csv/json and curves.png here and refresh the README's block")
+                        help="copy results.md/csv/json, per_image.csv and curves.png here and refresh the README's "
+                             "block")
     parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="the README --publish refreshes")
+    parser.add_argument("--recheck", type=Path, default=None, metavar="FOLDER",
+                        help="recompute the differences of a published folder from its per_image.csv and check its "
+                             "results.json (nothing is trained or evaluated); with --block, rewrite its results "
+                             "and that README block from them")
     args = parser.parse_args()
+    if args.recheck:
+        recheck(args.recheck, args.block, args.readme)
+        return
+    recipe = read_recipe(args.stream_config)
+    args.stream_epochs = args.stream_epochs or recipe["epochs"]
+    args.stream_lr = args.stream_lr or recipe["lr"]
     args.block = args.block or args.dataset
     args.out = args.out or REPO / "runs" / "experiments" / args.block
     if args.fresh and args.out.exists():
@@ -301,19 +459,29 @@ def main() -> None:
                                       ("metric forwards", args.metrics_amp)) if amp != "none"]
     if in_bf16:
         title += f", bf16 autocast: {', '.join(in_bf16)}"
+    write_csv(args.out / "per_image.csv", per_image_rows(seed_evaluations(per_seed)))
+    # the differences are computed from the published file itself, as --recheck recomputes them
+    differences = published_differences(args.out / "per_image.csv", args.methods)
+    if args.dataset not in MULTI_LABEL_DATASETS:
+        differences += nll_differences(per_seed)
+    table = markdown_table(rows, title, args.dataset, per_class_ap(per_seed), seeds=len(args.seeds),
+                           differences=differences) + method_table(differences, args.methods[0])
+    save_training_curves(args, title)
     write_csv(args.out / "results.csv", rows)
-    save_json(args.out / "results.json", {"setup": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+    save_json(args.out / "results.json", {"setup": {k: str(v) for k, v in vars(args).items()}, "title": title,
+                                          "rows": rows,
                                           "per_seed": {str(s): {p: {k: v for k, v in r.items() if k != "curves"}
                                                                  for p, r in res.items()}
                                                        for s, res in per_seed.items()},
-                                          "minutes": minutes})
-    table = markdown_table(rows, title, args.dataset, per_class_ap(per_seed), seeds=len(args.seeds))
+                                          "differences": differences, "minutes": minutes})
     atomic_write_text(args.out / "results.md", table)
     save_curve_panels(args.out / "curves.png", mean_curves(per_seed, args.methods),
                       f"{args.dataset}: mean over images and seeds {' '.join(map(str, args.seeds))}")
     # GAP's folders first: the baseline of the page's differences
-    page = write_compare_page(args.out, [folder for pool in ("gap", "ca") for result in per_seed.values()
-                                         for folder in result[pool]["folders"]])
+    folders = {pool: [folder for result in per_seed.values() for folder in result[pool]["folders"]]
+               for pool in ("gap", "ca")}
+    page = write_compare_page(args.out, [*folders["gap"], *folders["ca"]],
+                              [pool.upper() for pool, found in folders.items() for _ in found])
     if args.publish:
         publish(args.out, args.publish, args.block, args.readme)
     print((args.out / "results.md").read_text())

@@ -10,5 +10,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python -m routines.experiments.compare --dataset fashion_mnist --imsize 224 --block fashion_mnist_224 --seeds 0 \
-    --train_amp bf16 --metrics_amp bf16 --slow_fraction 0.2 --slow_amp bf16 \
+    --train_amp bf16 --metrics_amp bf16 --eval_fraction 0.5 --slow_fraction 0.1 --slow_amp bf16 \
     --publish assets/results/fashion_mnist_224 "$@"

@@ -5,5 +5,5 @@
 # Score-CAM on 3% of them (6 images).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python -m routines.experiments.compare --dataset voc_builtin --seeds 0 1 --eval_fraction 0.25 --slow_fraction 0.03 \
+python -m routines.experiments.compare --dataset voc_builtin --eval_fraction 0.5 --slow_fraction 0.05 \
     --publish assets/results/voc_builtin "$@"

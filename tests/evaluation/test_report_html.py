@@ -28,7 +28,7 @@ from utils.evaluation.methods import build_methods, compute_maps
 from utils.evaluation.model import load_trained_model
 from utils.evaluation.report_html import thumbnails
 from utils.explain import FastGradientCAM
-from utils.faithfulness import METRIC_KEYS, METRICS, metric, predict
+from utils.faithfulness import METRIC_KEYS, METRICS, metric, paired_difference, predict
 from utils.runtime.io import read_csv
 from utils.runtime.layout import EvaluationFolder
 
@@ -432,13 +432,23 @@ def test_compare_page_in_a_browser(browser, comparison, evaluations) -> None:
               d.get_attribute("data-key")): d for d in deltas if d.get_attribute("data-key") != "accuracy"}
     assert {key for _, key in shown} >= {"ad", "ai", "ag", "insertion", "deletion"}
     for (method, key), element in shown.items():
-        (mean, spread, _), (base, base_spread, _) = expected[method, "CA"][key], expected[method, "GAP"][key]
+        mean, base = expected[method, "CA"][key][0], expected[method, "GAP"][key][0]
         delta = mean - base
         assert element.is_displayed() and element.text == f"Δ {delta:+.2f}", (method, key)
-        spreads = spread + base_spread
-        verdict = "within" if abs(delta) <= spreads / 2 else (
+        # coloured only when the paired interval (the k-th CA folder against the k-th GAP folder) excludes 0
+        differences, images = [], []
+        for gap, ca in (("gap0", "ca0"), ("gap1", "ca1")):
+            base_rows = {r["index"]: float(r[key]) for r in metrics_of(evaluations[gap], method)}
+            for row in metrics_of(evaluations[ca], method):
+                differences.append(metric(key).scale * (float(row[key]) - base_rows[row["index"]]))
+                images.append(row["index"])
+        interval = paired_difference(differences, images)
+        assert interval.mean == pytest.approx(delta, abs=1e-6)
+        verdict = "within" if not interval.significant else (
             "better" if (delta > 0) == metric(key).higher_is_better else "worse")
         assert verdict in element.get_attribute("class").split(), (method, key)
+        assert f"[{interval.ci_low:+.2f}, {interval.ci_high:+.2f}]" in element.find_element(
+            By.XPATH, "following-sibling::span[@class='interval']").text
 
     # one metric's gains and losses at a time; the largest gain first
     sections = browser.find_elements(By.CSS_SELECTOR, "section.pairs")

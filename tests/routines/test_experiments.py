@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 
+from utils.runtime.io import read_csv
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -17,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 BF16_KNOBS = ["--train_amp", "bf16", "--slow_amp", "bf16", "--metrics_amp", "bf16"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("knobs", [[], BF16_KNOBS], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("knobs", [pytest.param([], id="fp32"),
+                                   pytest.param(BF16_KNOBS, id="bf16", marks=pytest.mark.slow)])
 def test_shrunken_comparison_fills_every_cell(tmp_path, knobs):
     out = tmp_path / "experiment"
     result = subprocess.run(
@@ -37,9 +39,14 @@ def test_shrunken_comparison_fills_every_cell(tmp_path, knobs):
             assert math.isfinite(row[key]), (row["method"], row["pooling"], key)
     table = (out / "results.md").read_text()
     assert "| gradcam | CA |" in table and "nan" not in table
-    assert (out / "curves.png").stat().st_size > 10_000
+    assert "| gradcam | CA - GAP | 15 pairs |" in table and "| attention - gradcam | CA | 15 |" in table
+    for plot in ("curves.png", "training.png"):
+        assert (out / plot).stat().st_size > 10_000
+    assert {r["run"] for r in read_csv(out / "training.csv")} == {"GAP seed 0", "CA seed 0"}
     page = (out / "compare.html").read_text()
     assert '<td class="text">gradcam</td><td class="text">CA</td>' in page and 'class="delta' in page
+    assert 'class="interval"' in page
+    check_published_statistics(out)
     seconds = sorted(out.rglob("*.seconds"))
     assert len(seconds) == 2 + 2 * 2 * 2, seconds  # 2 trainings, (recognition + objrecon) x 2 pools x 2 subsets
     assert all(float(f.read_text()) > 0 for f in seconds)
@@ -53,13 +60,45 @@ def test_shrunken_comparison_fills_every_cell(tmp_path, knobs):
     assert ("bf16 autocast: training, scorecam maps, metric forwards" in table) == bool(knobs)
 
 
+def check_published_statistics(out: Path) -> None:
+    """per_image.csv holds every scored row with the metrics of metrics.csv, and each CA - GAP record of
+    results.json is the paired difference of those rows (recomputed here from the CSV)."""
+    from utils.faithfulness import METRIC_KEYS, metric, paired_difference
+
+    per_image = read_csv(out / "per_image.csv")
+    assert list(per_image[0])[:4] == ["seed", "pooling", "method", "index"]
+    metrics_csv = read_csv(out / "seed0" / "eval_gap" / "metrics.csv")
+    assert [k for k in per_image[0] if k in METRIC_KEYS] == [k for k in metrics_csv[0] if k in METRIC_KEYS]
+    assert len([r for r in per_image if r["pooling"] == "gap" and r["method"] == "gradcam"]) == len(
+        [r for r in metrics_csv if r["method"] == "gradcam"])
+    records = json.loads((out / "results.json").read_text())["differences"]
+    fields = {"method", "metric", "baseline", "label", "mean", "ci_low", "ci_high", "p_value", "pairs"}
+    assert records and all(set(r) == fields for r in records)
+    checked = 0
+    for record in records:
+        if record["baseline"] != "gap" or record["metric"] not in ("ad", "insertion"):
+            continue
+        rows = {(r["pooling"], r["index"]): float(r[record["metric"]]) for r in per_image
+                if r["method"] == record["method"]}
+        differences = [metric(record["metric"]).scale * (rows["ca", i] - rows["gap", i])
+                       for (pool, i) in rows if pool == "gap"]
+        expected = paired_difference(differences, [i for (pool, i) in rows if pool == "gap"])
+        assert record["pairs"] == len(differences)
+        assert (record["mean"], record["ci_low"], record["ci_high"], record["p_value"]) == pytest.approx(
+            (expected.mean, expected.ci_low, expected.ci_high, expected.p_value))
+        assert record["ci_low"] <= record["mean"] <= record["ci_high"] and 0 < record["p_value"] <= 1
+        checked += 1
+    assert checked >= 6  # AD and insertion of gradcam, gradcam++ and scorecam
+    assert any(r["baseline"] == "gradcam" and r["method"] == "attention" and r["label"] == "ca" for r in records)
+
+
 def test_publish_rewrites_only_its_own_block(tmp_path):
     """builtin_224 beside builtin: the table and the plot land in the experiment's own block, the rest stays."""
     from routines.experiments.compare import publish
 
     out = tmp_path / "run"
     out.mkdir()
-    for name in ("results.csv", "results.json", "curves.png"):
+    for name in ("results.csv", "results.json", "per_image.csv", "curves.png", "training.csv", "training.png"):
         (out / name).write_text(name)
     (out / "results.md").write_text("| table of 224 |\n")
     readme = tmp_path / "README.md"
@@ -68,7 +107,8 @@ def test_publish_rewrites_only_its_own_block(tmp_path):
     publish(out, tmp_path / "assets" / "builtin_224", "builtin_224", readme)
     assert readme.read_text() == before + (
         "<!-- results:builtin_224 -->\n| table of 224 |\n\n"
-        "![insertion and deletion, builtin_224](assets/builtin_224/curves.png)\n"
+        "![insertion and deletion, builtin_224](assets/builtin_224/curves.png)\n\n"
+        "![learning curves of the compared models, builtin_224](assets/builtin_224/training.png)\n"
         "<!-- /results:builtin_224 -->\nend\n")
     assert (tmp_path / "assets" / "builtin_224" / "results.json").read_text() == "results.json"
 
@@ -94,7 +134,10 @@ def test_shrunken_multilabel_comparison_reports_map_pairs_and_class_ap(tmp_path)
             assert math.isfinite(row[key]), (row["method"], row["pooling"], key)
         assert "accuracy" not in row
     table = (out / "results.md").read_text()
-    assert "| method | pooling | images (pairs) | mAP |" in table and "nan" not in table
+    assert "| method | pooling | images (pairs) | mAP | NLL | ECE | AD |" in table and "nan" not in table
+    assert "| gradcam | CA - GAP |" in table
+    classification = json.loads((out / "seed0" / "eval_gap" / "classification.json").read_text())
+    assert classification["ap"] == "voc" and math.isfinite(classification["nll"]) and 0 <= classification["ece"] <= 100
     assert "AP per class" in table and "| disc |" in table and "Poster" not in table
 
 

@@ -15,12 +15,12 @@ import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from utils.data import MULTI_LABEL, class_name
-from utils.faithfulness import CURVE_METRICS, METRICS, NUM_PAIRS, Metric, card_differences
+from utils.data import class_name
+from utils.faithfulness import CURVE_METRICS, METRICS, Metric, card_differences
 from utils.runtime.cli import run_or_exit
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
@@ -37,87 +37,17 @@ from .html_page import (
     text_head,
 )
 from .plots import save_curve_panels
+from .replicates import Evaluation as Evaluation  # re-exported: the page's readers import it from here
+from .replicates import (
+    LabelDifference,
+    check_same_images,
+    group_by_label,
+    label_differences,
+    read_evaluation,
+)
 
 PathLike = Union[str, Path]
 PAIRS_PER_LIST = 6
-
-
-@dataclass
-class Evaluation:
-    """One objrecon folder: its summary and, per method, its per-image rows (metrics.csv, numbers parsed)."""
-
-    folder: EvaluationFolder
-    label: str
-    summary: dict
-    images: dict[str, dict[Union[int, str], dict[str, Any]]]
-
-    def accuracy(self, method: str) -> Optional[float]:
-        """Top-1 accuracy (%) on the images scored with ``method`` (multi-label: the top-1 class is one of the classes
-        present; None for folders without predictions)."""
-        rows = self.images[method].values()
-        if not rows or any(row.get("prediction") is None for row in rows):
-            return None
-        return 100.0 * float(np.mean([row["correct"] for row in rows]))
-
-
-def read_evaluation(path: PathLike, label: Optional[str] = None) -> Evaluation:
-    """An objrecon folder (or its summary.json), with one line naming the folder when it is not one."""
-    path = Path(path)
-    folder = EvaluationFolder(path if path.is_dir() or not path.suffix else path.parent)
-    summary = EvaluationFolder.read_summary(folder.path, flag="evaluation folder")
-    if not folder.metrics.is_file():
-        raise FileNotFoundError(f"evaluation folder {folder.path} has no {folder.METRICS}: rerun objrecon_imagenet.py "
-                                f"there")
-    # a multi-label model's rows are image-class pairs, named row-class as in report.html
-    pairs = summary.get("protocol", {}).get("task") == MULTI_LABEL
-    images: dict[str, dict[Union[int, str], dict[str, Any]]] = {method: {} for method in summary["results"]}
-    for row in folder.read_metrics():
-        if row["method"] in images:
-            key = f"{row['index']}-{row['target']}" if pairs else int(row["index"])
-            images[row["method"]][key] = _numbers(row, pairs)
-    for method, result in summary["results"].items():
-        if len(images[method]) != result.get(NUM_PAIRS, result["num_images"]):
-            raise ValueError(f"evaluation folder {folder.path}: its {folder.METRICS} has {len(images[method])} images "
-                             f"for {method}, its {folder.SUMMARY} {result['num_images']}: rerun objrecon_imagenet.py "
-                             f"there")
-    return Evaluation(folder, label or summary.get("label") or folder.path.name, summary, images)
-
-
-def _numbers(row: dict[str, str], pairs: bool) -> dict[str, Any]:
-    """A metrics.csv row's numbers; ``label`` is the explained class of a multi-label pair."""
-    prediction = int(row["prediction"]) if row.get("prediction") else None
-    label = int(row["target"]) if pairs else int(row["label"])
-    correct = str(prediction) in row["label"].split() if pairs else prediction == label
-    parsed: dict[str, Any] = {"label": label, "prediction": prediction, "correct": correct}
-    for metric in METRICS:
-        if row.get(metric.key):
-            parsed[metric.key] = float(row[metric.key])
-    return parsed
-
-
-def check_same_images(evaluations: Sequence[Evaluation]) -> None:
-    """Every folder scored a method on the same images as the first folder with that method (one line if not)."""
-    first: dict[str, Evaluation] = {}
-    for evaluation in evaluations:
-        for method, rows in evaluation.images.items():
-            reference = first.setdefault(method, evaluation)
-            expected = reference.images[method]
-            if len(rows) != len(expected):
-                raise ValueError(f"evaluation folder {evaluation.folder.path} scored {method} on {len(rows)} images, "
-                                 f"{reference.folder.path} on {len(expected)}: compare evaluations of the same images "
-                                 f"(same data, --fraction, --seed, --indexes)")
-            if set(rows) != set(expected):
-                raise ValueError(f"evaluation folder {evaluation.folder.path} scored {method} on other images than "
-                                 f"{reference.folder.path}: compare evaluations of the same images (same data, "
-                                 f"--fraction, --seed, --indexes)")
-
-
-def group_by_label(evaluations: Sequence[Evaluation]) -> dict[str, list[Evaluation]]:
-    """Replicates per label, labels in the order they first appear (the first is the baseline)."""
-    groups: dict[str, list[Evaluation]] = {}
-    for evaluation in evaluations:
-        groups.setdefault(evaluation.label, []).append(evaluation)
-    return groups
 
 
 def write_compare_page(out: PathLike, folders: Sequence[PathLike], labels: Optional[Sequence[Optional[str]]] = None
@@ -134,7 +64,8 @@ def write_compare_page(out: PathLike, folders: Sequence[PathLike], labels: Optio
     target = EvaluationFolder(out)
     methods = list(dict.fromkeys(method for e in evaluations for method in e.summary["results"]))
     metrics = present_metrics((r for e in evaluations for r in e.summary["results"].values()), METRICS)
-    table_rows = [row for method in methods for row in _table_rows(method, groups, metrics)]
+    differences = {(d.method, d.label, d.metric): d for d in label_differences(groups, methods, metrics)}
+    table_rows = [row for method in methods for row in _table_rows(method, groups, metrics, differences)]
     _save_curves(target, groups)
     body = "\n".join([
         f"<h1>{escape(' vs '.join(groups))}: comparison</h1>",
@@ -142,8 +73,10 @@ def write_compare_page(out: PathLike, folders: Sequence[PathLike], labels: Optio
         *_protocol_notes(evaluations),
         "<h2>Results</h2>",
         f'<p class="note">Mean over the folders of each label{_spread_note(groups)}; under each value of a label '
-        f"other than {escape(next(iter(groups)))}, its difference to that row (green: better, red: worse, grey: "
-        "within the spreads).</p>",
+        f"other than {escape(next(iter(groups)))}, its paired difference to that row over the images both scored, "
+        "with its 95% interval (cluster bootstrap over images, all folders of an image together) and the sign-flip "
+        "p-value; green: better, red: worse, grey: the interval holds 0. The k-th folder of a label is paired with "
+        "the k-th folder of the baseline.</p>",
         _results_table(table_rows, metrics),
         f"<h2>Mean insertion / deletion curves</h2>\n"
         f'<img class="plot wide" src="{link(target.curves("compare"), target.path)}" '
@@ -176,10 +109,11 @@ class TableRow:
     replicates: int
     images: int
     cells: dict[str, Optional[Summary]]               # "accuracy" and the metric keys
-    deltas: dict[str, tuple[float, str]]              # vs the baseline's row: (difference, better|worse|within)
+    deltas: dict[str, tuple[LabelDifference, str]]    # vs the baseline's row: (difference, better|worse|within)
 
 
-def _table_rows(method: str, groups: dict[str, list[Evaluation]], metrics: Sequence[Metric]) -> list[TableRow]:
+def _table_rows(method: str, groups: dict[str, list[Evaluation]], metrics: Sequence[Metric],
+                differences: dict[tuple[str, str, str], LabelDifference]) -> list[TableRow]:
     rows: list[TableRow] = []
     for label, group in groups.items():
         replicates = [e for e in group if method in e.summary["results"]]
@@ -191,15 +125,19 @@ def _table_rows(method: str, groups: dict[str, list[Evaluation]], metrics: Seque
     baseline = rows[0] if rows and rows[0].label == next(iter(groups)) else None
     higher_is_better = {"accuracy": True, **{m.key: m.higher_is_better for m in metrics}}
     for row in rows[1:] if baseline else []:
-        for key, cell in row.cells.items():
-            base = baseline.cells.get(key)
-            if cell is None or base is None:
+        for key in row.cells:
+            difference = differences.get((method, row.label, key))
+            if difference is None:
                 continue
-            delta = cell.mean - base.mean
-            verdict = "within" if abs(delta) <= (cell.spread + base.spread) / 2 else (
-                "better" if (delta > 0) == higher_is_better[key] else "worse")
-            row.deltas[key] = (delta, verdict)
+            result = difference.result
+            verdict = "within" if not result.significant else (
+                "better" if (result.mean > 0) == higher_is_better[key] else "worse")
+            row.deltas[key] = (difference, verdict)
     return rows
+
+
+def _p_text(p_value: float) -> str:
+    return f"{p_value:.3f}" if p_value >= 0.001 else "<0.001"
 
 
 def _spread_note(groups: dict[str, list[Evaluation]]) -> str:
@@ -222,9 +160,12 @@ def _results_table(rows: Sequence[TableRow], metrics: Sequence[Metric]) -> str:
             spread = f'<span class="spread"> &#177; {number(cell.spread / 2)}</span>' if row.replicates > 1 else ""
             delta = ""
             if key in row.deltas:
-                value, verdict = row.deltas[key]
-                delta = (f'<span class="delta {verdict}" data-key="{key}" data-delta="{value:.6f}">'
-                         f"&#916; {value:+.2f}</span>")
+                difference, verdict = row.deltas[key]
+                result = difference.result
+                delta = (f'<span class="delta {verdict}" data-key="{key}" data-delta="{result.mean:.6f}" '
+                         f'data-p="{result.p_value:.6f}">&#916; {result.mean:+.2f}</span>'
+                         f'<span class="interval">[{result.ci_low:+.2f}, {result.ci_high:+.2f}] '
+                         f"p {_p_text(result.p_value)}</span>")
             cells.append(f'<td data-key="{key}">{number(cell.mean)}{spread}{delta}</td>')
         body.append(cells)
     return table(head, body, 'class="sortable" id="results"')

@@ -90,6 +90,29 @@ def save_curve_panels(path: PathLike, panels: Mapping[str, Mapping[str, np.ndarr
     return _save_figure(figure, path)
 
 
+def save_learning_curves(path: PathLike, logs: Mapping[str, Sequence[Mapping[str, str]]], title: str,
+                         split: str = "held-out") -> Path:
+    """Per-epoch curves of training runs (their ``log.csv`` rows), one line per run in each panel: the ``split``
+    images' score (accuracy, or mAP for multi-label runs) and loss, and the training loss; GAP runs dashed."""
+    rows = [row for run in logs.values() for row in run]
+    score, score_label = ("val_map", "mAP (%)") if rows and "val_map" in rows[0] else ("val_acc", "accuracy (%)")
+    panels = ((score, f"{split} {score_label}"), ("val_loss", f"{split} loss"), ("train_loss", "training loss"))
+    figure, axes = _pyplot().subplots(1, len(panels), figsize=(5.0 * len(panels), 3.8), squeeze=False)
+    for axis, (key, label) in zip(axes[0], panels):
+        for name, run in logs.items():
+            axis.plot([int(r["epoch"]) for r in run], [float(r[key]) for r in run], marker=".", label=name,
+                      linestyle="--" if name.startswith("GAP") else "-")
+        axis.set_xlabel("epoch")
+        axis.set_title(label)
+        axis.grid(alpha=0.3)
+        if key.endswith("loss"):
+            axis.set_yscale("log")
+    axes[0][-1].legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
 def _save_figure(figure, path: PathLike) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

@@ -23,13 +23,19 @@ import torch
 from utils.data import DIFFICULT, PRESENT, class_name
 from utils.explain import FastGradientCAM, SaliencyMethod
 from utils.faithfulness import (
+    CALIBRATION_DEFINITION,
     MEAN_AP,
     NUM_PAIRS,
+    VOC_AP,
+    check_ap_definition,
     class_average_precision,
+    describe_ap,
     energy_pointing_game,
+    expected_calibration_error,
     mean_average_precision,
     metric,
     pointing_game,
+    sigmoid_calibration,
 )
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.runtime.forward import ForwardSettings
@@ -45,14 +51,10 @@ from .rows import evaluated_indices, parse_indexes, shard_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
 from .task import EvaluationTask, Pair, pair_key, select
 
-PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "top5", "target")
+PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "nll", "top5", "target")
 # multi-label: the classes present, those with only difficult instances, those explained, then a score per class
 MULTI_LABEL_FIELDS = ("index", "image", "labels", "difficult", "explained")
 SCORE_PREFIX = "score_"
-AP_DEFINITION = ("per class, scikit-learn's average_precision_score (non-interpolated: precision at each distinct "
-                 "score times the recall it adds), images ranked by the class logit; images whose only instances "
-                 "of the class are difficult are left out of its AP (VOC); mAP: the mean over classes with a "
-                 "positive image")
 _MASK_CHUNK = 256  # masks scored this many at a time (bool imsize x imsize each)
 
 
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> dict:
     """Runs the evaluation described by the flags of ``recognition_imagenet.py`` and returns the report; rank 0
     alone scores localisation and writes the files. User errors raise ValueError / OSError with one line."""
     check_evaluation_flags(args)
+    check_ap_definition(args.ap)
     if args.n_overlays < 0:
         raise ValueError(f"--n_overlays must be >= 0, got {args.n_overlays}")
     # naming a method asks for its maps; --salient alone means the default method
@@ -92,8 +95,10 @@ def run(args: argparse.Namespace) -> dict:
         maps = {name: gather_tensors_in_order(m, keys) for name, m in maps.items()}
         pairs = gather_in_order(pairs, keys)
 
-    summary = multilabel_summary(rows, data.class_names, data.config["classes"]) if data.task.multi_label else \
-        classification_summary(rows, data.config["classes"], data.class_names)
+    if data.task.multi_label:
+        summary = multilabel_summary(rows, data.class_names, data.config["classes"], args.ap)
+    else:
+        summary = classification_summary(rows, data.config["classes"], data.class_names)
     report: dict[str, Any] = {
         **summary,
         "subset": {"dataset_size": len(data.dataset), "fraction": args.fraction, "seed": args.seed,
@@ -162,10 +167,11 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
                                     "explained": [label for position, label in explained if position == k]})
             continue
         confidence, prediction = logits.softmax(dim=1).max(dim=1)
+        nll = torch.nn.functional.cross_entropy(logits.double(), labels, reduction="none")
         top = logits.topk(topk, dim=1).indices
         for k, index in enumerate(batch_rows):
             predictions.append({"index": index, "label": int(labels[k]), "prediction": int(prediction[k]),
-                                "confidence": float(confidence[k]), "top5": top[k].tolist(),
+                                "confidence": float(confidence[k]), "nll": float(nll[k]), "top5": top[k].tolist(),
                                 "target": int(targets[k])})
     return predictions, pairs, {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in maps.items()}
 
@@ -187,19 +193,26 @@ def classification_summary(rows: Sequence[dict], num_classes: int, class_names: 
     hits = Counter(r["label"] for r in rows if r["prediction"] == r["label"])
     per_class = [{"class": c, "name": class_name(class_names, c), "count": counts[c],
                   "top1": 100.0 * hits[c] / counts[c]} for c in sorted(counts)]
+    ece = expected_calibration_error([r["confidence"] for r in rows], [r["prediction"] == r["label"] for r in rows])
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "topk": min(5, num_classes),
-            "count": count, "per_class": per_class}
+            "count": count, "nll": float(np.mean([r["nll"] for r in rows])), "ece": ece,
+            "calibration": CALIBRATION_DEFINITION, "per_class": per_class}
 
 
-def multilabel_summary(rows: Sequence[dict], class_names: Optional[Sequence[str]], num_classes: int) -> dict:
-    """mAP and the AP of every class (%), with each class's positive and difficult-only images."""
+def multilabel_summary(rows: Sequence[dict], class_names: Optional[Sequence[str]], num_classes: int,
+                       ap_definition: str = VOC_AP) -> dict:
+    """mAP and the AP of every class (%, by ``ap_definition``), with each class's positive and difficult-only
+    images."""
     logits = np.asarray([r["logits"] for r in rows], dtype=np.float64).reshape(len(rows), num_classes)
     labels = np.asarray([r["labels"] for r in rows]).reshape(len(rows), num_classes)
-    class_ap = [None if ap is None else MEAN_AP.scale * ap for ap in class_average_precision(logits, labels)]
+    class_ap = [None if ap is None else MEAN_AP.scale * ap
+                for ap in class_average_precision(logits, labels, ap_definition)]
     per_class = [{"class": c, "name": class_name(class_names, c), "positives": int((labels[:, c] == PRESENT).sum()),
                   "difficult": int((labels[:, c] == DIFFICULT).sum()), "ap": class_ap[c]} for c in range(num_classes)]
     return {MEAN_AP.key: mean_average_precision(class_ap), "count": len(rows), "class_score": "sigmoid",
-            "ap_definition": AP_DEFINITION, "per_class": per_class}
+            "ap": ap_definition, "ap_definition": describe_ap(ap_definition),
+            **sigmoid_calibration(logits, labels),
+            "calibration": CALIBRATION_DEFINITION, "per_class": per_class}
 
 
 def localization(data: EvaluationData, pairs: Sequence[Pair], maps: dict[str, torch.Tensor], tolerance: float
@@ -239,7 +252,8 @@ def _prediction_row(row: dict, data: EvaluationData, class_names: Sequence[str])
     image = data.dataset.samples[row["index"]][0]
     if not data.task.multi_label:
         return {"index": row["index"], "image": image, "label": row["label"], "prediction": row["prediction"],
-                "confidence": f"{row['confidence']:.6f}", "top5": " ".join(str(c) for c in row["top5"]),
+                "confidence": f"{row['confidence']:.6f}", "nll": f"{row['nll']:.6f}",
+                "top5": " ".join(str(c) for c in row["top5"]),
                 "target": row["target"]}
     flagged = {flag: " ".join(str(c) for c, value in enumerate(row["labels"]) if value == flag)
                for flag in (PRESENT, DIFFICULT)}
