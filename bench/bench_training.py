@@ -5,7 +5,7 @@
 
 Every configuration is timed in the same run, interleaved round by round (so drifting load on a shared machine
 hits all of them alike), and reported as the median step time and as ratios to its baseline. Results go to
-bench/results/training.json (written atomically), which the README's performance table quotes.
+bench/results/training.json (written atomically), which the performance table of docs/performance.md quotes.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What every benchmark shares: its common flags, the machine it ran on, interleaved timing, and the write of its
-results (atomic JSON, then the README block that quotes the file)."""
+results (atomic JSON, then the docs/performance.md block that quotes the file)."""
 from __future__ import annotations
 
 import argparse
@@ -66,7 +66,7 @@ def random_model_and_batch(model_name: str, pool: str, images: int, imsize: int,
 
 
 def write_results(path: Path, report: dict) -> None:
-    """Stamp the load average, write the report atomically and refresh the README block that quotes it."""
+    """Stamp the load average, write the report atomically and refresh the docs/performance.md block that quotes it."""
     report["load_average_at_end"] = os.getloadavg()[0]
     save_json(path, report)
     refresh_for(Path(path))

@@ -7,7 +7,7 @@
 # Results and logs go to $OUT (default bench/results/gpu); each step has its own time limit so one failure does not
 # hide the others, and BUDGET (seconds, default none) caps the whole run: a step gets at most what is left, and the
 # steps after the budget is spent are skipped, so a card lent for minutes still returns the first groups' files
-# (`targets` writes 7). Written into bench/results/gpu, the results refresh the README's tables; copied there from
+# (`targets` writes 7). Written into bench/results/gpu, the results refresh the tables of docs/performance.md; copied there from
 # elsewhere, `python -m bench.readme` does.
 #     bash bench/gpu_checks.sh
 #     BUDGET=480 bash bench/gpu_checks.sh targets

@@ -1,11 +1,12 @@
-"""The README's benchmark tables, rendered from the JSON files the benchmarks write, so no figure is typed.
+"""The benchmark tables of docs/performance.md, rendered from the JSON files the benchmarks write, so no figure is
+typed.
 
     python -m bench.readme                     # refresh every block from bench/results/ and bench/results/gpu/
 
-Each block of README.md between ``<!-- bench:<name> -->`` and ``<!-- /bench:<name> -->`` shows one benchmark: a
-row per result file that exists (the CPU file under bench/results/, the GPU file under bench/results/gpu/ written
-by bench/gpu_checks.sh). A benchmark that writes one of the files a block quotes refreshes that block itself
-(``refresh_for``); a run writing elsewhere (a test, a trial) leaves the README alone.
+Each block of docs/performance.md between ``<!-- bench:<name> -->`` and ``<!-- /bench:<name> -->`` shows one
+benchmark: a row per result file that exists (the CPU file under bench/results/, the GPU file under
+bench/results/gpu/ written by bench/gpu_checks.sh). A benchmark that writes one of the files a block quotes
+refreshes that block itself (``refresh_for``); a run writing elsewhere (a test, a trial) leaves the page alone.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from utils.runtime.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-README = REPO / "README.md"
+PAGE = REPO / "docs" / "performance.md"
 
 
 def _machine(report: dict) -> str:
@@ -228,7 +229,7 @@ def render(name: str, results: Path) -> str:
 def refresh(names: list[str] | None = None, readme: Path | None = None, results: Path | None = None) -> list[str]:
     """Rewrites the blocks ``names`` (default: all) of ``readme`` (default: the repository's) from the files under
     ``results`` (default: bench/results/); returns the names it found there."""
-    readme, results = readme or README, results or RESULTS
+    readme, results = readme or PAGE, results or RESULTS
     text = readme.read_text()
     refreshed = []
     for name in names or list(BLOCKS):
@@ -244,18 +245,18 @@ def refresh(names: list[str] | None = None, readme: Path | None = None, results:
 
 
 def refresh_for(written: Path) -> None:
-    """Refreshes the README's block that quotes ``written`` (a benchmark's output), if any."""
+    """Refreshes the page's block that quotes ``written`` (a benchmark's output), if any."""
     written = written.resolve()
     for name, block in BLOCKS.items():
         if any((RESULTS / file).resolve() == written for file in block.files):
             refresh([name])
-            print(f"{README.name}: benchmark block '{name}' refreshed from {written.name}")
+            print(f"{PAGE.name}: benchmark block '{name}' refreshed from {written.name}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help=f"blocks to refresh, of {', '.join(BLOCKS)} (default: all)")
-    parser.add_argument("--readme", type=Path, default=None, help="default: the repository's README.md")
+    parser.add_argument("--readme", type=Path, default=None, help="default: docs/performance.md")
     parser.add_argument("--results", type=Path, default=None, help="default: bench/results/")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(BLOCKS))

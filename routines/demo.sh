@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/demo}
 IMSIZE=${IMSIZE:-128}
 EPOCHS=${EPOCHS:-4}
+STREAM_EPOCHS=${STREAM_EPOCHS:-}   # default: the recipe's
 
 python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --overwrite --store_dir "$OUT/gap"
-python main_INets.py --imsize "$IMSIZE" --epochs "$EPOCHS" --workers 0 --overwrite --pool ca --freeze \
-    --init_from "$OUT/gap" --lr 3e-3 --store_dir "$OUT/ca"
+# the stream's recipe of the comparisons (lr 1e-4, 12 epochs: chosen on held-out training images)
+python main_INets.py --config configs/ca_stream_miniature.yaml --imsize "$IMSIZE" --workers 0 --overwrite \
+    --init_from "$OUT/gap" ${STREAM_EPOCHS:+--epochs "$STREAM_EPOCHS"} --store_dir "$OUT/ca"
 python recognition_imagenet.py --state_root "$OUT/gap" --store_dir "$OUT/eval_gap" --salient \
     --method gradcam gradcam++ --fraction 0.25 --workers 0
 python recognition_imagenet.py --state_root "$OUT/ca" --store_dir "$OUT/eval_ca" --salient \

@@ -90,9 +90,9 @@ Saliency fast paths and forwards (utils/explain, utils/runtime/forward.py)
 Benchmarks and experiments (bench/, routines/experiments/)
 - python -m bench.readme with an unknown table name: one line naming it and the tables there are
   (bench/test_readme.py: test_unknown_block_is_a_one_line_error)
-- a benchmark run written outside bench/results/ (a trial, a test): the README is left alone
+- a benchmark run written outside bench/results/ (a trial, a test): docs/performance.md is left alone
   (bench/test_readme.py: test_a_run_written_elsewhere_leaves_the_readme_alone)
-- a 224 px comparison published beside the 128 px one: only its own README block is rewritten
+- a 224 px comparison published beside the 128 px one: only its own block of the docs is rewritten
   (routines/test_experiments.py: test_publish_rewrites_only_its_own_block)
 - a comparison killed during a training, then rerun: the training resumes to its last epoch (its weights exist
   after the first) before anything is evaluated (routines/test_experiments.py:

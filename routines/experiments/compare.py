@@ -7,13 +7,16 @@ pooling; columns: accuracy, AD, AI, AG, insertion, deletion) as mean +- spread o
 mean insertion/deletion curves (GAP vs CA), written to <out>/results.md, results.csv, results.json, curves.png;
 every CA - GAP difference with its paired 95% interval and p-value (utils.faithfulness.paired: a cluster bootstrap
 over images, each image's rows of all seeds together) in the table and in results.json's "differences", every
-scored row in per_image.csv; and compare.html beside them (every evaluation folder: the table with the paired
-differences and their intervals, the images where the stream gains and loses most; open it in a browser).
+scored row in per_image.csv (the differences are computed from that file); each method against the first under
+the same pooling; the learning curves of every training (training.csv, training.png); and compare.html beside them
+(every evaluation folder: the table with the paired differences and their intervals, the images where the stream
+gains and loses most; open it in a browser).
 
     python -m routines.experiments.compare --dataset builtin
     python -m routines.experiments.compare --dataset fashion_mnist                 # installs the Debian data
     python -m routines.experiments.compare --dataset builtin --imsize 224 --block builtin_224   # 7x7 maps
     python -m routines.experiments.compare --dataset voc_builtin                   # multi-label: mAP, pairs
+    python -m routines.experiments.compare --recheck assets/results/builtin       # recompute from per_image.csv
 Rerunning regenerates the table; finished steps (their output files exist) are reused unless --fresh.
 
 On the multi-label set (``voc_builtin``: the built-in shapes in the VOCdevkit layout, ``--dataset voc`` of the
@@ -29,7 +32,7 @@ import operator
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -37,7 +40,7 @@ import yaml
 from utils.evaluation.compare_html import write_compare_page
 from utils.evaluation.plots import save_curve_panels, save_learning_curves
 from utils.evaluation.replicates import Evaluation, read_evaluation, replicate_differences, replicates_from_rows
-from utils.faithfulness import CURVE_METRICS, MEAN_AP, METRICS, NUM_PAIRS, metric, paired_difference
+from utils.faithfulness import AP_DEFINITIONS, CURVE_METRICS, MEAN_AP, METRICS, NUM_PAIRS, metric, paired_difference
 from utils.runtime.io import atomic_write_text, read_csv, save_json, write_csv
 from utils.runtime.layout import EvaluationFolder, RunFolder
 
@@ -53,7 +56,10 @@ METRIC_COLUMNS = tuple((metric(key).label, key) for key in (*POSTER_METRICS, "po
 CALIBRATION_COLUMNS = (("NLL", "nll"), ("ECE", "ece"))
 # the record name of a difference that belongs to the classifier rather than to a saliency method
 CLASSIFICATION = "classification"
-# what --publish copies next to the README
+# the pages whose blocks --publish rewrites: the README (the summary) and the docs (each experiment's table)
+DOC_PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
+SUMMARY_BLOCK, SUMMARY_METHOD, SUMMARY_SCORE = "summary", "gradcam", "score"
+# what --publish copies next to the docs
 PUBLISHED = ("results.md", "results.csv", "results.json", "per_image.csv", "curves.png", "training.csv",
              "training.png")
 
@@ -132,6 +138,7 @@ def run_seed(args: argparse.Namespace, seed: int, train_data: list[str], eval_da
                 results[pool]["protocol"] = summary["protocol"]
                 if MEAN_AP.key in classification:
                     results[pool]["class_ap"] = {c["name"]: c["ap"] for c in classification["per_class"]}
+                    results[pool]["ap"] = classification["ap"]
             results[pool]["metrics"].update(summary["results"])
             results[pool]["curves"].update(summary["curves"])
             results[pool]["images"].update({m: classification["subset"]["evaluated"] for m in group})
@@ -323,31 +330,68 @@ def mean_curves(per_seed: dict[int, dict], methods: list[str]) -> dict[str, dict
             for mode in CURVE_METRICS}
 
 
-def publish(out: Path, folder: Path, block: str, readme: Path = REPO / "README.md") -> None:
-    """Copies the table, its data and the plot to ``folder`` and rewrites the README's block ``block`` (between
-    ``<!-- results:<block> -->`` and ``<!-- /results:<block> -->``) with the table and the plot, so the table is
-    never typed."""
+def publish(out: Path, folder: Path, block: str, pages: Sequence[Path] = DOC_PAGES) -> None:
+    """Copies the table, its data and the plot to ``folder``, rewrites the block ``block`` (between
+    ``<!-- results:<block> -->`` and ``<!-- /results:<block> -->``) of the page of ``pages`` that holds it with the
+    table and the plots, and the README's summary of every published folder, so no table is typed."""
     folder.mkdir(parents=True, exist_ok=True)
     if folder.resolve() != out.resolve():
         for name in PUBLISHED:
             shutil.copyfile(out / name, folder / name)
-    begin, end = f"<!-- results:{block} -->", f"<!-- /results:{block} -->"
-    text = readme.read_text()
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        plot, training = (os.path.relpath(folder / name, readme.parent) for name in ("curves.png", "training.png"))
-        content = f"{(out / 'results.md').read_text()}\n![insertion and deletion, {block}]({plot})\n"
+
+    def content(page: Path) -> str:
+        plot, training = (os.path.relpath(folder / name, page.parent) for name in ("curves.png", "training.png"))
+        text = f"{(out / 'results.md').read_text()}\n![insertion and deletion, {block}]({plot})\n"
         if (folder / "training.png").is_file():  # publications before the learning curves have none
-            content += f"\n![learning curves of the compared models, {block}]({training})\n"
-        atomic_write_text(readme, f"{head}{begin}\n{content}{end}{tail}")
-        print(f"{readme.name}: results of {block} refreshed")
+            text += f"\n![learning curves of the compared models, {block}]({training})\n"
+        return text
+
+    refresh_block(pages, block, content)
+    refresh_block(pages, SUMMARY_BLOCK, lambda page: summary_table(folder.parent, page))
 
 
-def recheck(folder: Path, block: Optional[str], readme: Path) -> None:
+def refresh_block(pages: Sequence[Path], block: str, content: Callable[[Path], str]) -> None:
+    """Rewrites ``block`` of the first page that holds its two markers with ``content(page)``."""
+    begin, end = f"<!-- results:{block} -->", f"<!-- /results:{block} -->"
+    for page in pages:
+        text = page.read_text() if page.is_file() else ""
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            _, tail = rest.split(end, 1)
+            atomic_write_text(page, f"{head}{begin}\n{content(page)}{end}{tail}")
+            print(f"{page.name}: results of {block} refreshed")
+            return
+
+
+def summary_table(results: Path, page: Path) -> str:
+    """The README's table: per published folder under ``results`` (those with difference records), the score
+    of GAP and CA, and Grad-CAM's CA - GAP differences with their intervals."""
+    keys = [key for _, key in METRIC_COLUMNS]
+    lines = [f"| experiment | {SUMMARY_SCORE} GAP -> CA | " + " | ".join(metric(k).label for k in keys) + " |",
+             "|---|---|" + "---|" * len(keys)]
+    for path in sorted(results.glob("*/results.json")):
+        data = json.loads(path.read_text())
+        found = {r["metric"]: r for r in data.get("differences", [])
+                 if r["method"] == SUMMARY_METHOD and r["baseline"] == "gap"}
+        if not found:
+            continue
+        setup = data["setup"]
+        score = columns(setup["dataset"])[0][1]
+        means = {row["pooling"]: row[score] for row in data["rows"] if row["method"] == SUMMARY_METHOD}
+        seeds = len(data["per_seed"])
+        link = os.path.relpath(path.parent / "results.md", page.parent)
+        name = f"[{path.parent.name}]({link}): {setup['backbone']}, {setup['imsize']} px, {seeds} seed(s)"
+        lines.append(f"| {name} | {means['gap']:.2f} -> {means['ca']:.2f} | "
+                     + " | ".join(difference_cell(found[k]) if k in found else "" for k in keys) + " |")
+    return (f"{SUMMARY_METHOD} under CA - GAP: the paired difference over every (seed, image) pair with its 95% "
+            f"interval, **bold** where it excludes 0 ({SUMMARY_SCORE}: accuracy, or mAP on multi-label data)\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def recheck(folder: Path, block: Optional[str], pages: Sequence[Path]) -> None:
     """--recheck: recompute every difference of a published folder from its per_image.csv alone and check them
     against its results.json (one line and exit status 1 where they differ); with --block, write the recomputed
-    records into results.json, its table into results.md and the README's block (publications made before the
+    records into results.json, its table into results.md and its block of the docs (publications made before the
     records existed)."""
     results = json.loads((folder / "results.json").read_text())
     setup = results["setup"]
@@ -373,7 +417,7 @@ def recheck(folder: Path, block: Optional[str], readme: Path) -> None:
                            differences=differences) + method_table(differences, methods[0])
     save_json(folder / "results.json", {**results, "title": title, "differences": differences})
     atomic_write_text(folder / "results.md", table)
-    publish(folder, folder, block, readme)
+    publish(folder, folder, block, pages)
 
 
 def read_recipe(path: Path) -> dict:
@@ -422,14 +466,15 @@ def main() -> None:
     parser.add_argument("--train_per_class", type=int, default=150, help="Fashion-MNIST training images per class")
     parser.add_argument("--val_per_class", type=int, default=30, help="Fashion-MNIST validation images per class")
     parser.add_argument("--block", default=None,
-                        help="name of this experiment: its default --out folder and its README block "
+                        help="name of this experiment: its default --out folder and its block of the docs "
                              "(default: the dataset's name)")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments/<block>")
     parser.add_argument("--fresh", action="store_true", help="rerun every step even when its outputs exist")
     parser.add_argument("--publish", type=Path, default=None,
-                        help="copy results.md/csv/json, per_image.csv and curves.png here and refresh the README's "
-                             "block")
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="the README --publish refreshes")
+                        help="copy results.md/csv/json, per_image.csv, curves.png and the learning curves here and "
+                             "refresh the experiment's block of the docs and the README's summary")
+    parser.add_argument("--readme", type=Path, nargs="+", default=list(DOC_PAGES),
+                        help="the pages whose results blocks --publish refreshes (default: README.md and docs/*.md)")
     parser.add_argument("--recheck", type=Path, default=None, metavar="FOLDER",
                         help="recompute the differences of a published folder from its per_image.csv and check its "
                              "results.json (nothing is trained or evaluated); with --block, rewrite its results "
@@ -459,6 +504,9 @@ def main() -> None:
                                       ("metric forwards", args.metrics_amp)) if amp != "none"]
     if in_bf16:
         title += f", bf16 autocast: {', '.join(in_bf16)}"
+    definitions = {result[pool].get("ap") for result in per_seed.values() for pool in ("gap", "ca")} - {None}
+    if definitions:  # multi-label: which AP the mAP column is
+        title += f", AP: {', '.join(sorted(definitions))} ({'; '.join(AP_DEFINITIONS[d] for d in sorted(definitions))})"
     write_csv(args.out / "per_image.csv", per_image_rows(seed_evaluations(per_seed)))
     # the differences are computed from the published file itself, as --recheck recomputes them
     differences = published_differences(args.out / "per_image.csv", args.methods)

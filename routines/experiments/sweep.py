@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> None:
                for name, (folder, epochs, setting) in runs.items()]
     streams = sorted((row for row in summary if row["pooling"] == "ca"), key=lambda r: (r["val_loss"], -r["val_acc"]))
     chosen = streams[0]
+    # the runs' durations stay beside their logs, so a rerun that reuses them still reports the sweep's cost
+    minutes = sum(float(f.read_text()) for f in (args.out / "logs").glob("*.seconds")) / 60
     save_json(args.out / "sweep.json", {"dataset": args.dataset, "backbone": args.backbone, "imsize": args.imsize,
                                         "seed": args.seed, "holdout": args.holdout, "base_gap_epochs": args.base_epochs,
-                                        "runs": summary, "chosen": chosen})
+                                        "runs": summary, "chosen": chosen, "minutes": minutes})
     atomic_write_text(args.out / "sweep.md", sweep_table(args, summary, chosen))
     save_learning_curves(args.out / "curves.png", {name: RunFolder(folder).read_log(epochs)
                                                    for name, (folder, epochs, _) in runs.items()},

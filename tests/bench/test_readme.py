@@ -1,5 +1,5 @@
-"""The README's benchmark tables come from the benchmarks' JSON files: a benchmark that writes a file a table quotes
-rewrites that table (and nothing else), a run writing elsewhere leaves the README alone."""
+"""The benchmark tables of docs/performance.md come from the benchmarks' JSON files: a benchmark that writes a file
+a table quotes rewrites that table (and nothing else), a run writing elsewhere leaves the page alone."""
 import json
 from pathlib import Path
 
@@ -18,7 +18,7 @@ def sandbox(tmp_path, monkeypatch):
     text = OTHER_TEXT + "".join(f"<!-- bench:{name} -->\n<!-- /bench:{name} -->\n" for name in readme.BLOCKS)
     (tmp_path / "README.md").write_text(text)
     (tmp_path / "results" / "gpu").mkdir(parents=True)
-    monkeypatch.setattr(readme, "README", tmp_path / "README.md")
+    monkeypatch.setattr(readme, "PAGE", tmp_path / "README.md")
     monkeypatch.setattr(readme, "RESULTS", tmp_path / "results")
     return tmp_path
 

@@ -91,6 +91,20 @@ def check_published_statistics(out: Path) -> None:
     assert checked >= 6  # AD and insertion of gradcam, gradcam++ and scorecam
     assert any(r["baseline"] == "gradcam" and r["method"] == "attention" and r["label"] == "ca" for r in records)
 
+    # --recheck recomputes every record from per_image.csv alone, and says so when results.json disagrees
+    def recheck() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "routines.experiments.compare", "--recheck", str(out)],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
+
+    agreed = recheck()
+    assert agreed.returncode == 0 and "largest deviation 0" in agreed.stdout, agreed.stdout + agreed.stderr
+    results = json.loads((out / "results.json").read_text())
+    results["differences"][0]["ci_low"] -= 0.5
+    (out / "results.json").write_text(json.dumps(results))
+    disagreed = recheck()
+    assert disagreed.returncode == 1 and "results.json does not hold the differences" in disagreed.stderr
+    assert "largest deviation 0.5" in disagreed.stderr
+
 
 def test_publish_rewrites_only_its_own_block(tmp_path):
     """builtin_224 beside builtin: the table and the plot land in the experiment's own block, the rest stays."""
@@ -104,13 +118,43 @@ def test_publish_rewrites_only_its_own_block(tmp_path):
     readme = tmp_path / "README.md"
     before = "intro\n<!-- results:builtin -->\nold 128\n<!-- /results:builtin -->\n"
     readme.write_text(before + "<!-- results:builtin_224 -->\nnot run yet\n<!-- /results:builtin_224 -->\nend\n")
-    publish(out, tmp_path / "assets" / "builtin_224", "builtin_224", readme)
+    publish(out, tmp_path / "assets" / "builtin_224", "builtin_224", [readme])
     assert readme.read_text() == before + (
         "<!-- results:builtin_224 -->\n| table of 224 |\n\n"
         "![insertion and deletion, builtin_224](assets/builtin_224/curves.png)\n\n"
         "![learning curves of the compared models, builtin_224](assets/builtin_224/training.png)\n"
         "<!-- /results:builtin_224 -->\nend\n")
     assert (tmp_path / "assets" / "builtin_224" / "results.json").read_text() == "results.json"
+
+
+def test_the_readme_summary_lists_every_folder_with_difference_records(tmp_path):
+    """The README's summary block: one row per published folder with CA - GAP records (older ones are left out),
+    Grad-CAM's differences bold where their interval excludes 0, the link relative to the page."""
+    from routines.experiments.compare import publish
+
+    results = tmp_path / "assets" / "results"
+    record = {"method": "gradcam", "baseline": "gap", "label": "ca", "pairs": 900, "p_value": 0.01}
+    published = {
+        "fashion_mnist": {"setup": {"dataset": "fashion_mnist", "backbone": "tf_efficientnet_lite0", "imsize": "128"},
+                          "per_seed": {"0": {}, "1": {}, "2": {}},
+                          "rows": [{"method": "gradcam", "pooling": "gap", "accuracy": 85.11},
+                                   {"method": "gradcam", "pooling": "ca", "accuracy": 84.89}],
+                          "differences": [{**record, "metric": "ag", "mean": 2.5, "ci_low": 0.75, "ci_high": 4.21},
+                                          {**record, "metric": "ai", "mean": 0.67, "ci_low": -1.78, "ci_high": 3.11},
+                                          {**record, "baseline": "gradcam", "method": "attention", "metric": "ad",
+                                           "mean": 7.2, "ci_low": 4.6, "ci_high": 9.8}]},
+        "old_224": {"setup": {"dataset": "builtin"}, "rows": [], "per_seed": {}},
+    }
+    for name, data in published.items():
+        (results / name).mkdir(parents=True)
+        (results / name / "results.json").write_text(json.dumps(data))
+        (results / name / "results.md").write_text("| table |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:summary -->\n<!-- /results:summary -->\n")
+    publish(results / "fashion_mnist", results / "fashion_mnist", "fashion_mnist", [readme])
+    rows = [line for line in readme.read_text().splitlines() if line.startswith("| [")]
+    assert rows == ["| [fashion_mnist](assets/results/fashion_mnist/results.md): tf_efficientnet_lite0, 128 px, 3 "
+                    "seed(s) | 85.11 -> 84.89 |  | +0.67 [-1.78, +3.11] | **+2.50 [+0.75, +4.21]** |  |  |  |"]
 
 
 @pytest.mark.slow
@@ -139,6 +183,7 @@ def test_shrunken_multilabel_comparison_reports_map_pairs_and_class_ap(tmp_path)
     classification = json.loads((out / "seed0" / "eval_gap" / "classification.json").read_text())
     assert classification["ap"] == "voc" and math.isfinite(classification["nll"]) and 0 <= classification["ece"] <= 100
     assert "AP per class" in table and "| disc |" in table and "Poster" not in table
+    assert "AP: voc (per class, the VOC devkit's all-point interpolated AP" in table
 
 
 def test_one_seed_table_shows_no_spread():

@@ -33,6 +33,7 @@ def test_shrunken_sweep_scores_held_out_training_images_and_chooses_by_nll(tmp_p
         log = (out / "logs" / f"{name}.log").read_text()
         assert "held out (--val_split 0.2" in log, log[-500:]
     summary = json.loads((out / "sweep.json").read_text())
+    assert summary["minutes"] > 0
     runs = {row["run"]: row for row in summary["runs"]}
     assert set(runs) == {"GAP 1 epochs", "CA lr0.001_e1_wd0.05_w0", "CA lr1e-05_e2_wd0_w0"}
     streams_by_nll = sorted((r for r in runs.values() if r["pooling"] == "ca"), key=lambda r: r["val_loss"])

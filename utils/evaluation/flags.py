@@ -69,4 +69,4 @@ def add_forward_arguments(group: argparse._ArgumentGroup, amp_help: str) -> None
                        help="NHWC model weights and inputs: faster convolutions, the same results to rounding")
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the backbone (compiled on the first batch of each shape: pays on "
-                            "long runs; see the README's Performance section)")
+                            "long runs; see docs/performance.md)")

@@ -16,7 +16,7 @@ from .base import SaliencyMethod
 # Exports of pytorch_grad_cam that are building blocks, not saliency methods.
 PACKAGE_HELPERS = ("ActivationsAndGradients", "AblationLayer", "AblationLayerVit", "AblationLayerFasterRCNN")
 
-# Exported classes that do not give a class-targeted map through this interface (the README lists them).
+# Exported classes that do not give a class-targeted map through this interface (docs/usage.md lists them).
 UNSUPPORTED_REASONS: dict[str, str] = {
     "GuidedBackpropReLUModel": "guided backpropagation is a pixel-space gradient, not a CAM: it takes one image "
                                "and one class per call, returns an (H, W, 3) gradient image and swaps the "
@@ -25,7 +25,7 @@ UNSUPPORTED_REASONS: dict[str, str] = {
                                 "concepts (NMF) and returns per-concept maps (use run_dff_on_image)",
 }
 
-# Known limits of supported methods on this project's models (the README lists them too).
+# Known limits of supported methods on this project's models (docs/usage.md lists them too).
 CAVEATS: dict[str, str] = {
     "FullGrad": "forms its map at the input resolution; the package collects the biases of exact nn.Conv2d / "
                 "nn.BatchNorm2d modules only, so timm's BatchNormAct2d (EfficientNet), LayerNorm and Linear "
