@@ -39,7 +39,13 @@ import yaml
 
 from utils.evaluation.compare_html import write_compare_page
 from utils.evaluation.plots import save_curve_panels, save_learning_curves
-from utils.evaluation.replicates import Evaluation, read_evaluation, replicate_differences, replicates_from_rows
+from utils.evaluation.replicates import (
+    Evaluation,
+    LabelDifference,
+    read_evaluation,
+    replicate_differences,
+    replicates_from_rows,
+)
 from utils.faithfulness import AP_DEFINITIONS, CURVE_METRICS, MEAN_AP, METRICS, NUM_PAIRS, metric, paired_difference
 from utils.runtime.io import atomic_write_text, read_csv, save_json, write_csv
 from utils.runtime.layout import EvaluationFolder, RunFolder
@@ -221,8 +227,7 @@ def markdown_table(rows: list[dict], title: str, dataset: str, class_ap: dict[st
 
 
 def seed_evaluations(per_seed: dict[int, dict]) -> dict[str, list[tuple[int, Evaluation]]]:
-    """{pool: (seed, evaluation folder read back) of every seed}, seeds in the same order for both poolings, so the
-    k-th folder of CA is paired with the k-th of GAP (the same seed and method group)."""
+    """{pool: [(seed, an evaluation folder of that seed read back)]}: a seed's folders are its method groups."""
     return {pool: [(seed, read_evaluation(folder, pool)) for seed, result in per_seed.items()
                    for folder in result[pool]["folders"]] for pool in ("gap", "ca")}
 
@@ -258,9 +263,7 @@ def nll_differences(per_seed: dict[int, dict]) -> list[dict]:
                 clusters.append(index)
     if not differences:
         return []
-    result = paired_difference(differences, clusters)
-    return [{"method": CLASSIFICATION, "metric": "nll", "baseline": "gap", "label": "ca", "mean": result.mean,
-             "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value, "pairs": result.pairs}]
+    return [LabelDifference(CLASSIFICATION, "nll", "gap", "ca", paired_difference(differences, clusters)).record()]
 
 
 def published_differences(per_image: Path, methods: list[str]) -> list[dict]:

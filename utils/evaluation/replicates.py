@@ -146,32 +146,33 @@ def paired_values(baseline: dict[Union[int, str], dict[str, Any]], other: dict[U
     return differences, clusters
 
 
-def paired_rows(baseline: Sequence[Evaluation], other: Sequence[Evaluation], method: str, metric: Metric
-                ) -> tuple[list[float], list[Union[int, str]]]:
-    """(other - baseline differences, their image keys) over the replicate pairs (k-th with k-th folder) that
-    both scored ``method``, and within them the images that both scored."""
-    differences: list[float] = []
-    clusters: list[Union[int, str]] = []
-    mine_with = [e for e in other if method in e.images]
-    base_with = [e for e in baseline if method in e.images]
-    for base, mine in zip(base_with, mine_with):
-        found, keys = paired_values(base.images[method], mine.images[method], metric)
-        differences += found
-        clusters += keys
-    return differences, clusters
-
-
 def label_differences(groups: dict[str, list[Evaluation]], methods: Sequence[str], metrics: Sequence[Metric],
                       seed: int = 0) -> list[LabelDifference]:
-    """Every label's paired difference to the first (baseline) label, per method and metric (accuracy first)."""
-    labels = list(groups)
+    """Every label's paired difference to the first (baseline) label, per method and metric (accuracy first); the
+    k-th folder of a label is the replicate paired with the k-th folder of the baseline."""
+    replicates = {label: dict(enumerate(e.images for e in group)) for label, group in groups.items()}
+    return _differences_to(replicates, next(iter(groups)), methods, metrics, seed)
+
+
+def _differences_to(replicates: Replicates, baseline: str, methods: Sequence[str], metrics: Sequence[Metric],
+                    seed: int) -> list[LabelDifference]:
+    """Every other label - ``baseline`` per method and metric (accuracy first), paired on (replicate, image)."""
     found = []
-    for label in labels[1:]:
+    for label, by_replicate in replicates.items():
+        if label == baseline:
+            continue
         for method in methods:
             for declared in (ACCURACY, *metrics):
-                differences, clusters = paired_rows(groups[labels[0]], groups[label], method, declared)
+                differences: list[float] = []
+                clusters: list[Union[int, str]] = []
+                for replicate, rows in by_replicate.items():
+                    base_rows = replicates[baseline].get(replicate, {}).get(method)
+                    if base_rows and method in rows:
+                        values, keys = paired_values(base_rows, rows[method], declared)
+                        differences += values
+                        clusters += keys
                 if differences:
-                    found.append(LabelDifference(method, declared.key, labels[0], label,
+                    found.append(LabelDifference(method, declared.key, baseline, label,
                                                  paired_difference(differences, clusters, seed=seed)))
     return found
 
@@ -220,23 +221,7 @@ def replicate_differences(replicates: Replicates, baseline: str, methods: Sequen
                           seed: int = 0) -> list[LabelDifference]:
     """Every other label - ``baseline`` per method and metric (accuracy first), paired on (seed, image); then,
     within each label, every method - the first of ``methods``."""
-    found = []
-    for label, by_seed in replicates.items():
-        if label == baseline:
-            continue
-        for method in methods:
-            for declared in (ACCURACY, *metrics):
-                differences: list[float] = []
-                clusters: list[Union[int, str]] = []
-                for replicate, rows in by_seed.items():
-                    base_rows = replicates[baseline].get(replicate, {}).get(method)
-                    if base_rows and method in rows:
-                        values, keys = paired_values(base_rows, rows[method], declared)
-                        differences += values
-                        clusters += keys
-                if differences:
-                    found.append(LabelDifference(method, declared.key, baseline, label,
-                                                 paired_difference(differences, clusters, seed=seed)))
+    found = _differences_to(replicates, baseline, methods, metrics, seed)
     for label, by_seed in replicates.items():
         found += method_differences(list(by_seed.values()), label, methods[0], methods, metrics, seed)
     return found
