@@ -97,6 +97,14 @@ Benchmarks and experiments (bench/, routines/experiments/)
 - a comparison killed during a training, then rerun: the training resumes to its last epoch (its weights exist
   after the first) before anything is evaluated (routines/test_experiments.py:
   test_a_training_killed_after_its_first_epoch_is_not_taken_as_done)
+- a published results.json that disagrees with its per_image.csv: compare.py --recheck says by how much, exit 1
+  (routines/test_experiments.py: test_shrunken_comparison_fills_every_cell)
+- a sweep recipe with an unknown key or a value of the wrong type: one line naming it (routines/test_sweep.py:
+  test_a_bad_recipe_gets_one_line); a rerun of the sweep retrains nothing (test_shrunken_sweep_scores_held_out_*)
+- paired differences of rows with NaN, or with one cluster id short: one line (faithfulness/test_paired.py:
+  test_bad_rows_get_one_line)
+- a relative link or image of the README or the docs to a file that is not there: the docs test names it
+  (test_docs.py: test_every_relative_link_and_image_exists)
 """
 from __future__ import annotations
 

@@ -162,18 +162,11 @@ def _differences_to(replicates: Replicates, baseline: str, methods: Sequence[str
         if label == baseline:
             continue
         for method in methods:
-            for declared in (ACCURACY, *metrics):
-                differences: list[float] = []
-                clusters: list[Union[int, str]] = []
-                for replicate, rows in by_replicate.items():
-                    base_rows = replicates[baseline].get(replicate, {}).get(method)
-                    if base_rows and method in rows:
-                        values, keys = paired_values(base_rows, rows[method], declared)
-                        differences += values
-                        clusters += keys
-                if differences:
-                    found.append(LabelDifference(method, declared.key, baseline, label,
-                                                 paired_difference(differences, clusters, seed=seed)))
+            row_pairs = [(replicates[baseline][replicate][method], rows[method])
+                         for replicate, rows in by_replicate.items()
+                         if method in rows and method in replicates[baseline].get(replicate, {})]
+            found += filter(None, (_difference(row_pairs, method, declared, baseline, label, seed)
+                                   for declared in (ACCURACY, *metrics)))
     return found
 
 
@@ -187,18 +180,24 @@ def method_differences(replicates: Sequence[dict[str, dict[Union[int, str], dict
     for method in methods:
         if method == baseline:
             continue
-        for declared in metrics:  # accuracy is the model's: the same under every method
-            differences: list[float] = []
-            clusters: list[Union[int, str]] = []
-            for rows in replicates:
-                if baseline in rows and method in rows:
-                    values, keys = paired_values(rows[baseline], rows[method], declared)
-                    differences += values
-                    clusters += keys
-            if differences:
-                found.append(LabelDifference(method, declared.key, baseline, label,
-                                             paired_difference(differences, clusters, seed=seed)))
+        row_pairs = [(rows[baseline], rows[method]) for rows in replicates if baseline in rows and method in rows]
+        # accuracy is the model's: the same under every method
+        found += filter(None, (_difference(row_pairs, method, declared, baseline, label, seed) for declared in metrics))
     return found
+
+
+def _difference(row_pairs: Sequence[tuple[dict, dict]], method: str, metric: Metric, baseline: str, label: str,
+                seed: int) -> Optional[LabelDifference]:
+    """The paired difference over every (baseline rows, other rows) pair of replicates; None when no image pairs."""
+    differences: list[float] = []
+    clusters: list[Union[int, str]] = []
+    for base_rows, rows in row_pairs:
+        values, keys = paired_values(base_rows, rows, metric)
+        differences += values
+        clusters += keys
+    if not differences:
+        return None
+    return LabelDifference(method, metric.key, baseline, label, paired_difference(differences, clusters, seed=seed))
 
 
 Replicates = dict[str, dict[int, dict[str, dict[Union[int, str], dict[str, Any]]]]]
