@@ -294,15 +294,16 @@ def method_table(records: list[dict], baseline: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_training_curves(args: argparse.Namespace, title: str) -> None:
+def save_training_curves(args: argparse.Namespace) -> None:
     """training.csv and training.png: every training's per-epoch log (validation score and loss, training loss),
     so a reader sees whether the recipe converged, over-fitted or diverged before reading the table."""
     epochs = {"gap": args.epochs, "ca": args.stream_epochs}
     logs = {f"{pool.upper()} seed {seed}": RunFolder(args.out / f"seed{seed}" / pool).read_log(epochs[pool])
             for pool in ("gap", "ca") for seed in args.seeds}
     write_csv(args.out / "training.csv", [{"run": name, **row} for name, rows in logs.items() for row in rows])
-    save_learning_curves(args.out / "training.png", logs, f"training of the compared models: {title}",
-                         split="validation")
+    title = (f"training of the compared models: {args.dataset}, {args.backbone} at {args.imsize}px (GAP "
+             f"{args.epochs} epochs, then the stream {args.stream_epochs} epochs at lr {args.stream_lr:g} on it)")
+    save_learning_curves(args.out / "training.png", logs, title, split="validation")
 
 
 def class_ap_table(class_ap: dict[str, dict[str, list[float]]]) -> list[str]:
@@ -517,7 +518,7 @@ def main() -> None:
         differences += nll_differences(per_seed)
     table = markdown_table(rows, title, args.dataset, per_class_ap(per_seed), seeds=len(args.seeds),
                            differences=differences) + method_table(differences, args.methods[0])
-    save_training_curves(args, title)
+    save_training_curves(args)
     write_csv(args.out / "results.csv", rows)
     save_json(args.out / "results.json", {"setup": {k: str(v) for k, v in vars(args).items()}, "title": title,
                                           "rows": rows,
