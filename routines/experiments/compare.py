@@ -39,6 +39,7 @@ import yaml
 
 from utils.evaluation.compare_html import write_compare_page
 from utils.evaluation.plots import save_curve_panels, save_learning_curves
+from utils.evaluation.recognition import SCORE_PREFIX
 from utils.evaluation.replicates import (
     Evaluation,
     LabelDifference,
@@ -232,17 +233,32 @@ def seed_evaluations(per_seed: dict[int, dict]) -> dict[str, list[tuple[int, Eva
                    for folder in result[pool]["folders"]] for pool in ("gap", "ca")}
 
 
+def recognised(folder: EvaluationFolder) -> dict[int, bool]:
+    """{image: whether recognition's prediction was right} from predictions.csv, the classification the table's
+    accuracy reports (the metric pass may forward in bf16 and predict otherwise); multi-label: the top-scored class
+    is one of the classes present."""
+    found = {}
+    for row in read_csv(folder.predictions):
+        if "prediction" in row:
+            found[int(row["index"])] = row["prediction"] == row["label"]
+        else:
+            scores = [float(value) for key, value in row.items() if key.startswith(SCORE_PREFIX)]
+            found[int(row["index"])] = str(int(np.argmax(scores))) in row["labels"].split()
+    return found
+
+
 def per_image_rows(evaluations: dict[str, list[tuple[int, Evaluation]]]) -> list[dict]:
     """per_image.csv: one row per (seed, pooling, method, image[, explained class]) with every metric of
-    metrics.csv (fractions, as there) and whether the prediction was right."""
+    metrics.csv (fractions, as there) and whether recognition's prediction was right."""
     keys = [m.key for m in METRICS]
     rows = []
     for pool, seeded in evaluations.items():
         for seed, evaluation in seeded:
+            right = recognised(evaluation.folder)
             for method, images in evaluation.images.items():
                 for key, values in images.items():
                     index, _, target = str(key).partition("-")
-                    correct = "" if values["correct"] is None else int(values["correct"])
+                    correct = int(right[int(index)]) if int(index) in right else ""
                     row = {"seed": seed, "pooling": pool, "method": method, "index": int(index),
                            **({"target": int(target)} if target else {}), "correct": correct}
                     rows.append({**row, **{k: values[k] for k in keys if k in values}})

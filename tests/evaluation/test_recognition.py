@@ -95,7 +95,13 @@ def test_readme_example(trained_runs, tmp_path):
         assert (store / name).is_file(), name
 
     rows = read_predictions(store)
-    assert list(rows[0]) == ["index", "image", "label", "prediction", "confidence", "top5", "target"]
+    assert list(rows[0]) == ["index", "image", "label", "prediction", "confidence", "nll", "top5", "target"]
+    # each image's NLL is -log of its true class's softmax: equal to -log(confidence) where the prediction is right
+    for row in rows:
+        if row["prediction"] == row["label"]:
+            assert float(row["nll"]) == pytest.approx(-np.log(float(row["confidence"])), abs=1e-5)
+        else:
+            assert float(row["nll"]) > -np.log(float(row["confidence"])) - 1e-6
     maps = read_maps(store, "gradcam")
     expected = round(0.25 * val_size(trained_runs))  # seeded 25% of the validation list
     assert len(rows) == len(maps["maps"]) == len(maps["indices"]) == expected
