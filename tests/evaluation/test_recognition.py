@@ -184,8 +184,11 @@ def test_batched_equals_one_by_one(trained_runs, tmp_path):
         batched, single = (read_maps(tmp_path / run, method) for run in ("b8", "b1"))
         assert batched["indices"] == single["indices"] and batched["targets"] == single["targets"]
         assert tuple(single["maps"].shape) == ((8, 48, 48) if method == "attention_mean" else (8, 3, 3))
-        # measured up to 2.5e-5 (attention_product) between batch 16 and batch 1 on 30 images
-        torch.testing.assert_close(batched["maps"], single["maps"], atol=1e-4, rtol=0)
+        # measured up to 2.5e-5 (attention_product) between batch 16 and batch 1 on 30 images; the last block's
+        # attention is a sharp softmax over 9 positions, which turns the convolutions' batch-size-dependent rounding
+        # into 3.5e-4 on an AMD EPYC (Zen 4, one thread; 1.7e-6 for Grad-CAM there)
+        torch.testing.assert_close(batched["maps"], single["maps"], atol=5e-4 if method == "attention" else 1e-4,
+                                   rtol=0)
 
 
 def test_channels_last_gives_the_same_predictions_and_maps(trained_runs, tmp_path):
