@@ -51,7 +51,7 @@ from utils.faithfulness import AP_DEFINITIONS, CURVE_METRICS, MEAN_AP, METRICS, 
 from utils.runtime.io import atomic_write_text, read_csv, save_json, write_csv
 from utils.runtime.layout import EvaluationFolder, RunFolder
 
-from .steps import DATASETS, MULTI_LABEL_DATASETS, REPO, fashion_mnist_root, run, trained
+from .steps import DATASETS, MULTI_LABEL_DATASETS, REPO, fashion_mnist_root, recorded_minutes, run, trained
 
 # The stream's recipe, chosen on images held out of the training set (routines/experiments/sweep.py)
 STREAM_RECIPE = REPO / "configs" / "ca_stream_miniature.yaml"
@@ -498,7 +498,7 @@ def main() -> None:
     parser.add_argument("--recheck", type=Path, default=None, metavar="FOLDER",
                         help="recompute the differences of a published folder from its per_image.csv and check its "
                              "results.json (nothing is trained or evaluated); with --block, rewrite its results "
-                             "and that README block from them")
+                             "and that block of the docs from them")
     args = parser.parse_args()
     if args.recheck:
         recheck(args.recheck, args.block, args.readme)
@@ -516,7 +516,7 @@ def main() -> None:
         print(f"seed {seed}", flush=True)
         per_seed[seed] = run_seed(args, seed, train_data, eval_data)
     rows = aggregate(per_seed, args.methods, args.dataset)
-    minutes = sum(float(f.read_text()) for f in args.out.rglob("*.seconds")) / 60
+    minutes = recorded_minutes(args.out)
     title = (f"{args.dataset}, {args.backbone} at {args.imsize}px, seeds {' '.join(map(str, args.seeds))}, "
              f"{minutes:.1f} min")
     in_bf16 = [what for what, amp in (("training", args.train_amp), (f"{' '.join(args.slow_methods)} maps",

@@ -30,6 +30,11 @@ def run(command: list[str], log: Path) -> None:
     print(f"  {' '.join(command[:1])} done in {seconds:.0f}s ({log.name})", flush=True)
 
 
+def recorded_minutes(folder: Path) -> float:
+    """The minutes of every step run under ``folder``, from the durations :func:`run` leaves beside their logs."""
+    return sum(float(seconds.read_text()) for seconds in folder.rglob("*.seconds")) / 60
+
+
 def trained(run: RunFolder, epochs: int) -> bool:
     """Whether the training of ``run`` has logged all its epochs: its weights are written after every epoch, so a
     training killed after its first one has them too."""

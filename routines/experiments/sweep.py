@@ -24,7 +24,7 @@ from utils.evaluation.plots import save_learning_curves
 from utils.runtime.io import atomic_write_text, save_json, write_csv
 from utils.runtime.layout import RunFolder
 
-from .steps import REPO, fashion_mnist_root, run, trained
+from .steps import REPO, fashion_mnist_root, recorded_minutes, run, trained
 
 DEFAULT_RECIPES = ("lr=3e-3", "lr=1e-3", "lr=3e-4", "lr=1e-4", "lr=3e-4,wd=0", "lr=3e-4,warmup=1")
 _KEYS = {"lr": float, "epochs": int, "wd": float, "warmup": int}
@@ -68,20 +68,14 @@ def holdout_lists(args: argparse.Namespace) -> tuple[Path, Path]:
     ``--holdout`` of it (seeded by --seed) as its validation images."""
     if args.dataset == "builtin":
         source = ensure_builtin_dataset(seed=0)
-        images = source / "images"
     else:
         source = fashion_mnist_root(args.out, args.train_per_class, args.val_per_class, args.imsize)
-        images = source / "images"
     lists = args.out / "lists"
     lists.mkdir(parents=True, exist_ok=True)
     for name in ("train.csv", CLASSES_FILENAME):
         if (source / name).is_file():
             shutil.copyfile(source / name, lists / name)
-    return images, lists / "train.csv"
-
-
-def final_row(folder: Path, epochs: int) -> dict:
-    return RunFolder(folder).read_log(epochs)[-1]
+    return source / "images", lists / "train.csv"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,23 +103,22 @@ def main(argv: list[str] | None = None) -> None:
             run(["main_INets.py", *common, "--pool", "ca", "--freeze", "--init_from", str(base), *recipe.flags(),
                  "--store_dir", str(folder), "--resume"], args.out / "logs" / f"{folder.name}.log")
         runs[f"CA {recipe.name}"] = (folder, recipe.epochs, {"pooling": "ca", **asdict(recipe)})
-    curves = [{"run": name, **setting, **row} for name, (folder, epochs, setting) in runs.items()
-              for row in RunFolder(folder).read_log(epochs)]
-    write_csv(args.out / "curves.csv", curves)
-    summary = [{"run": name, **setting, **{key: float(final_row(folder, epochs)[key])
-                                          for key in ("val_acc", "val_loss", "train_loss")},
-                "best_val_acc": max(float(r["val_acc"]) for r in RunFolder(folder).read_log(epochs))}
-               for name, (folder, epochs, setting) in runs.items()]
+    logs = {name: RunFolder(folder).read_log(epochs) for name, (folder, epochs, _) in runs.items()}
+    write_csv(args.out / "curves.csv", [{"run": name, **runs[name][2], **row} for name, rows in logs.items()
+                                        for row in rows])
+    summary = [{"run": name, **runs[name][2], **{key: float(rows[-1][key]) for key in ("val_acc", "val_loss",
+                                                                                     "train_loss")},
+                "best_val_acc": max(float(r["val_acc"]) for r in rows)}
+               for name, rows in logs.items()]
     streams = sorted((row for row in summary if row["pooling"] == "ca"), key=lambda r: (r["val_loss"], -r["val_acc"]))
     chosen = streams[0]
     # the runs' durations stay beside their logs, so a rerun that reuses them still reports the sweep's cost
-    minutes = sum(float(f.read_text()) for f in (args.out / "logs").glob("*.seconds")) / 60
+    minutes = recorded_minutes(args.out / "logs")
     save_json(args.out / "sweep.json", {"dataset": args.dataset, "backbone": args.backbone, "imsize": args.imsize,
                                         "seed": args.seed, "holdout": args.holdout, "base_gap_epochs": args.base_epochs,
                                         "runs": summary, "chosen": chosen, "minutes": minutes})
     atomic_write_text(args.out / "sweep.md", sweep_table(args, summary, chosen))
-    save_learning_curves(args.out / "curves.png", {name: RunFolder(folder).read_log(epochs)
-                                                   for name, (folder, epochs, _) in runs.items()},
+    save_learning_curves(args.out / "curves.png", logs,
                          f"{args.dataset} at {args.imsize}px: held-out {args.holdout:.0%} of the training images")
     if args.publish:
         args.publish.mkdir(parents=True, exist_ok=True)
