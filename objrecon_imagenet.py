@@ -24,11 +24,11 @@ from utils.evaluation.flags import (
     add_evaluation_data_arguments,
     add_forward_arguments,
     add_pointing_argument,
+    add_prediction_arguments,
     add_trained_model_arguments,
 )
 from utils.evaluation.report_html import DEFAULT_GALLERY_IMAGES
 from utils.evaluation.saved_maps import DEFAULT_METHOD
-from utils.evaluation.task import add_prediction_arguments
 from utils.explain import ENGINES
 from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
 from utils.runtime.cli import add_config_argument, parse_args, run_or_exit

@@ -94,8 +94,15 @@ def test_pred_explains_the_classes_above_the_threshold_or_the_top_k(trained_voc_
     assert list(zip(saved["indices"], saved["targets"])) == expected and saved["class_source"] == "pred"
     recognition_imagenet.main([*common, "--store_dir", str(tmp_path / "top2"), "--pred_topk", "2"])
     saved = read_maps(tmp_path / "top2", "gradcam")
-    expected = [(row, c) for k, row in enumerate(rows) for c in sorted(scores[k].topk(2).indices.tolist())]
-    assert list(zip(saved["indices"], saved["targets"])) == expected
+    chosen = {row: [] for row in rows}
+    for row, c in zip(saved["indices"], saved["targets"]):
+        chosen[row].append(c)
+    for k, row in enumerate(rows):
+        # two classes per image, the best two: up to the rounding between this batch of all rows and recognition's
+        # batches, which may swap near-equal scores (seen on an AMD EPYC Zen 4)
+        assert len(chosen[row]) == 2 and chosen[row] == sorted(chosen[row])
+        others = [c for c in range(scores.shape[1]) if c not in chosen[row]]
+        assert scores[k, chosen[row]].min() >= scores[k, others].max() - 1e-5
 
 
 def test_metrics_score_each_pair_with_its_sigmoid_recorded_on_the_card(trained_voc_runs, ca_eval):

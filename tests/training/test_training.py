@@ -21,6 +21,7 @@ from models import create_model
 from tests.helpers import error_of
 from utils.evaluation.model import load_trained_model
 from utils.runtime.io import atomic_write, load_training_state, save_training_state
+from utils.task import PassScore
 from utils.training.loops import EpochStats
 from utils.training.trainer import Trainer
 
@@ -83,7 +84,7 @@ def training_batches(monkeypatch, store_dir: Path, data_flags: list[str], worker
 
     def record(model, loader, *args, **kwargs) -> EpochStats:
         seen.append(torch.cat([images for images, _ in loader]))
-        return EpochStats(loss=0.0, accuracy=0.0, images=len(seen[-1]), seconds=1.0)
+        return EpochStats(PassScore(loss=0.0, images=len(seen[-1]), accuracy=0.0), seconds=1.0)
 
     monkeypatch.setattr(utils.training.trainer, "train_one_epoch", record)
     # 24 images in batches of 8: no batch is dropped, so every epoch sees every image

@@ -6,6 +6,7 @@ import argparse
 from models.cli import add_model_arguments
 from utils.data import DATASET_KINDS, DEFAULT_CROP_PCT
 from utils.runtime.forward import AMP_DTYPES
+from utils.task import PRED_THRESHOLD, Task, create_task
 
 MULTI_LABEL_TOLERANCE = 15.0  # pixels: the pointing game of Zhang et al. (Excitation Backprop) on Pascal VOC
 
@@ -70,3 +71,16 @@ def add_forward_arguments(group: argparse._ArgumentGroup, amp_help: str) -> None
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the backbone (compiled on the first batch of each shape: pays on "
                             "long runs; see docs/performance.md)")
+
+
+def add_prediction_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--pred_threshold`` / ``--pred_topk``: the classes explained with ``--pred`` for multi-label models."""
+    group.add_argument("--pred_threshold", type=float, default=PRED_THRESHOLD,
+                       help="multi-label models: --pred explains every class whose sigmoid exceeds this")
+    group.add_argument("--pred_topk", type=int, default=None,
+                       help="multi-label models: --pred explains the K classes of highest score instead")
+
+
+def task_of(kind: str, args: argparse.Namespace) -> Task:
+    """The task ``kind`` with the prediction flags (one line for a bad threshold or k)."""
+    return create_task(kind, args.pred_threshold, args.pred_topk)

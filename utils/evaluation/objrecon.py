@@ -48,12 +48,12 @@ from .flags import pointing_tolerance
 from .masks import ObjectMasks, object_masks
 from .methods import build_methods, compute_maps
 from .model import default_store_dir
+from .pairs import pair_key, select
 from .plots import save_curve_panels, save_curve_plot
 from .report_html import gallery_rows, thumbnails, write_report_page
 from .rows import parse_indexes, shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
-from .task import pair_key, select
 
 CSV_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o", *(m.key for m in METRICS))
 

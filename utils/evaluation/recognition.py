@@ -41,15 +41,16 @@ from utils.runtime.distributed import distributed_session, gather_in_order, gath
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
+from utils.task import Task
 
 from .flags import pointing_tolerance
 from .masks import object_masks
 from .methods import build_methods, compute_maps, method_names
 from .model import default_store_dir
+from .pairs import Pair, pair_key, select
 from .plots import save_overlay_grid
 from .rows import evaluated_indices, parse_indexes, shard_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
-from .task import EvaluationTask, Pair, pair_key, select
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "nll", "top5", "target")
 # multi-label: the classes present, those with only difficult instances, those explained, then a score per class
@@ -242,7 +243,7 @@ def localization(data: EvaluationData, pairs: Sequence[Pair], maps: dict[str, to
     }
 
 
-def _prediction_fields(task: EvaluationTask, class_names: Sequence[str]) -> tuple[str, ...]:
+def _prediction_fields(task: Task, class_names: Sequence[str]) -> tuple[str, ...]:
     if not task.multi_label:
         return PREDICTION_FIELDS
     return (*MULTI_LABEL_FIELDS, *(f"{SCORE_PREFIX}{name}" for name in class_names))

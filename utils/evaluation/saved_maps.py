@@ -16,9 +16,9 @@ from utils.runtime.layout import EvaluationFolder
 
 from .identity import identity_mismatch
 from .methods import method_names
+from .pairs import Pair
 from .rows import evaluated_indices, parse_indexes
 from .session import EvaluationData
-from .task import Pair
 
 DEFAULT_METHOD = "gradcam"
 

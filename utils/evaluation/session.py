@@ -12,10 +12,11 @@ from torch.utils.data import DataLoader, Subset
 from models.classifier import CAStreamClassifier
 from utils.data import MULTI_LABEL, SINGLE_LABEL, ImageDataset, build_dataset
 from utils.runtime.forward import ForwardSettings
+from utils.task import Task
 
+from .flags import task_of
 from .identity import evaluation_identity, preprocessing_card
 from .model import load_trained_model
-from .task import EvaluationTask, task_of
 
 DEFAULT_IMSIZE = 224
 
@@ -40,7 +41,7 @@ class EvaluationData:
     imsize: int
     crop_pct: float
     squash: bool
-    task: EvaluationTask = EvaluationTask()
+    task: Task = Task()
     _identity: Optional[dict] = field(default=None, repr=False)
 
     @property

@@ -3,7 +3,6 @@ writes files."""
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,17 +15,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from models import create_model, data_config, load_backbone_weights, model_config, parse_model_name
 from models.weights import resolve_weights_path
-from utils.data import MULTI_LABEL, SINGLE_LABEL, EpochIndexSampler
-from utils.faithfulness import MEAN_AP
+from utils.data import SINGLE_LABEL, EpochIndexSampler
 from utils.runtime.distributed import cleanup_distributed, setup_distributed
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.layout import RunFolder
 from utils.runtime.progress import on_terminal
 from utils.runtime.seeding import derived_seed, seed_everything
+from utils.task import create_task
 
 from .data import build_training_data
 from .log import RunLog
-from .loops import Accuracy, EpochStats, MeanAveragePrecision, Optimisation, evaluate, train_one_epoch
+from .loops import EpochStats, Optimisation, evaluate, train_one_epoch
 from .recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 
 # A resumed run must rebuild the same network and learn the same task: these config entries have to agree
@@ -67,11 +66,11 @@ class Trainer:
         self.log(data.validation)
         self.forward = ForwardSettings(device=self.device, amp=args.amp, channels_last=args.channels_last,
                                        chunk=args.batch_size, compile=args.compile)
-        self.multi_label = data.task == MULTI_LABEL
+        self.task = create_task(data.task)
+        self.num_classes = num_classes
         # the task's loss unless --criterion names one; set on args so that args.yaml records it
-        args.criterion = args.criterion or ("BCELogitsLoss" if self.multi_label else "CrossEntropy")
+        args.criterion = args.criterion or self.task.default_criterion
         self.class_names = data.class_names or [str(c) for c in range(num_classes)]
-        self.scoring = functools.partial(MeanAveragePrecision, num_classes) if self.multi_label else Accuracy
         self.model = self._build_model(num_classes)
         self.config = model_config(self.model, backbone_name, args.imsize, mean, std, data.class_names, data.task)
         self.train_loader = self._loader(self.train_set, train=True)
@@ -79,9 +78,9 @@ class Trainer:
         optimizer = build_optimizer(self.model, args)
         self.optimisation = Optimisation(
             criterion=build_criterion(args.criterion, args.smoothing, args.mixup > 0 or args.cutmix > 0,
-                                      self.multi_label),
+                                      self.task.multi_label),
             optimizer=optimizer, scheduler=build_scheduler(optimizer, args, len(self.train_loader)),
-            mixup=build_mixup(args, num_classes, self.multi_label),
+            mixup=build_mixup(args, num_classes, self.task.multi_label),
             scaler=torch.amp.GradScaler("cuda") if args.amp == "fp16" and self.device.type == "cuda" else None,
             clip_grad=args.clip_grad, ema=ModelEmaV3(self.model, decay=args.ema_decay) if args.ema else None)
         self.start_epoch, self.best_accuracy, self.log_rows = 0, -math.inf, []
@@ -227,12 +226,14 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch)
         optimisation = self.optimisation
         train = train_one_epoch(self.ddp_model, self.train_loader, optimisation, self.forward, self.device, epoch,
-                                self.progress_bars, on_step=self._step_printer(epoch), scoring=self.scoring)
+                                self.progress_bars, self.task, self.num_classes, on_step=self._step_printer(epoch))
         if optimisation.scheduler is not None:
             optimisation.scheduler.step(epoch + 1)
         evaluated = optimisation.ema.module if optimisation.ema is not None else self.model
-        val = evaluate(evaluated, self.val_loader, self.forward, self.device, self.progress_bars,
-                       desc=f"epoch {epoch + 1} val", scoring=self.scoring) if self.val_loader is not None else None
+        val = None
+        if self.val_loader is not None:
+            val = evaluate(evaluated, self.val_loader, self.forward, self.device, self.progress_bars, self.task,
+                           self.num_classes, desc=f"epoch {epoch + 1} val")
         score = val.score if val is not None else train.score
         improved = score > self.best_accuracy
         self.best_accuracy = max(self.best_accuracy, score)
@@ -241,7 +242,7 @@ class Trainer:
         self.log_rows.append(row)
         if self.is_main:
             self._save(epoch + 1, improved, run_log)
-            name = MEAN_AP.label if self.multi_label else "acc"
+            name = self.task.score_label
             val_text = f" | val loss {val.loss:.4f} {name} {val.score:.2f}%" if val else ""
             self.log(f"epoch {epoch + 1}/{args.epochs} | train loss {train.loss:.4f} {name} {train.score:.2f}%"
                      f"{val_text} | {train.throughput:.1f} img/s")
@@ -253,11 +254,11 @@ class Trainer:
             return "" if value is None else round(value, digits)
 
         columns = {f"{split}_loss": cell(stats and stats.loss, 6)}
-        if not self.multi_label:
-            return {**columns, f"{split}_acc": cell(stats and stats.accuracy)}
-        columns[f"{split}_{MEAN_AP.key}"] = cell(stats and stats.mean_ap)
+        columns[f"{split}_{self.task.score_key}"] = cell(stats and stats.score)
+        if not self.task.multi_label:
+            return columns
         if split == "val":
-            class_ap = stats.class_ap if stats else [None] * len(self.class_names)
+            class_ap = stats.scored.class_ap if stats else [None] * len(self.class_names)
             columns.update({f"val_ap_{name}": cell(ap) for name, ap in zip(self.class_names, class_ap)})
         return columns
 
