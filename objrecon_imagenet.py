@@ -27,10 +27,10 @@ from utils.evaluation.flags import (
     add_prediction_arguments,
     add_trained_model_arguments,
 )
-from utils.evaluation.report_html import DEFAULT_GALLERY_IMAGES
 from utils.evaluation.saved_maps import DEFAULT_METHOD
 from utils.explain import ENGINES
 from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
+from utils.reports.report import DEFAULT_GALLERY_IMAGES
 from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 
 

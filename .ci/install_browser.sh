@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's Chromium and its WebDriver for the browser tests of the HTML reports
-# (tests/evaluation/test_report_html.py). Debian/Ubuntu, run as root. Idempotent.
+# (tests/reports/test_pages.py). Debian/Ubuntu, run as root. Idempotent.
 set -euo pipefail
 source "$(dirname "$0")/apt.sh"
 

@@ -62,18 +62,18 @@ Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
 - an index out of range, a fraction outside (0, 1], an unknown method, --use_gpu without CUDA: one line naming the
   flag and the value (evaluation/test_recognition.py, evaluation/test_objrecon.py)
 
-Reports (report.html, compare.html)
-- compare_html given a folder without summary.json: one line naming the folder; given one folder: one line asking
-  for two or more (evaluation/test_report_html.py: test_compare_errors_are_one_line)
-- compare_html given folders that scored another number of images (or other images): one line naming the folder and
-  both counts; objrecon --compare with such a folder notes it and writes no compare.html
-  (evaluation/test_report_html.py: test_compare_errors_are_one_line)
-- compare_html given a folder whose metrics.csv holds fewer images than its summary.json counts: one line naming the
-  folder and both files (evaluation/test_report_html.py: test_compare_errors_are_one_line)
+Reports (report.html, compare.html: utils/reports)
+- the compare command given a folder without summary.json: one line naming the folder; given one folder: one line
+  asking for two or more (reports/test_pages.py: test_compare_errors_are_one_line)
+- the compare command given folders that scored another number of images (or other images): one line naming the
+  folder and both counts; objrecon --compare with such a folder notes it and writes no compare.html
+  (reports/test_pages.py: test_compare_errors_are_one_line)
+- the compare command given a folder whose metrics.csv holds fewer images than its summary.json counts: one line
+  naming the folder and both files (reports/test_pages.py: test_compare_errors_are_one_line)
 - an objrecon rerun with a smaller gallery or --report_images 0: no stale thumbnail or report.html stays
-  (evaluation/test_report_html.py: test_report_images_flag)
+  (reports/test_pages.py: test_report_images_flag)
 - no browser installed: the browser tests skip with the reason, except in CI (env CI), where they fail
-  (evaluation/test_report_html.py: browser)
+  (reports/test_pages.py: browser)
 
 Saliency fast paths and forwards (utils/explain, utils/runtime/forward.py)
 - a chunk of Score-CAM / Ablation-CAM forwards, or of any ForwardSettings.chunked workload, that runs out of GPU

@@ -37,17 +37,17 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import yaml
 
-from utils.evaluation.compare_html import write_compare_page
-from utils.evaluation.plots import save_curve_panels, save_learning_curves
 from utils.evaluation.recognition import SCORE_PREFIX
-from utils.evaluation.replicates import (
+from utils.faithfulness import AP_DEFINITIONS, CURVE_METRICS, MEAN_AP, METRICS, NUM_PAIRS, metric, paired_difference
+from utils.reports.compare import write_compare_page
+from utils.reports.plots import save_curve_panels, save_learning_curves
+from utils.reports.replicates import (
     Evaluation,
     LabelDifference,
     read_evaluation,
     replicate_differences,
     replicates_from_rows,
 )
-from utils.faithfulness import AP_DEFINITIONS, CURVE_METRICS, MEAN_AP, METRICS, NUM_PAIRS, metric, paired_difference
 from utils.runtime.io import atomic_write_text, read_csv, save_json, write_csv
 from utils.runtime.layout import EvaluationFolder, RunFolder
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from utils.data.builtin import ensure_builtin_dataset
 from utils.data.lists import CLASSES_FILENAME
-from utils.evaluation.plots import save_learning_curves
+from utils.reports.plots import save_learning_curves
 from utils.runtime.io import atomic_write_text, save_json, write_csv
 from utils.runtime.layout import RunFolder
 

@@ -140,7 +140,7 @@ def test_report_and_compare_pages_show_one_item_per_pair(trained_voc_runs, ca_ev
     its thumbnails; compare.html reads the pairs of the GAP run's and the CA run's folders."""
     import re
 
-    from utils.evaluation.compare_html import write_compare_page
+    from utils.reports.compare import write_compare_page
 
     store = ca_eval["store"]
     gradcam = [r for r in csv.DictReader((store / "metrics.csv").open()) if r["method"] == "gradcam"]

@@ -38,19 +38,19 @@ from utils.faithfulness import (
     image_metrics,
     summarize,
 )
+from utils.reports.compare import write_compare_page
+from utils.reports.plots import save_curve_panels, save_curve_plot
+from utils.reports.report import gallery_rows, thumbnails, write_report_page
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
-from .compare_html import write_compare_page
 from .flags import pointing_tolerance
 from .masks import ObjectMasks, object_masks
 from .methods import build_methods, compute_maps
 from .model import default_store_dir
 from .pairs import pair_key, select
-from .plots import save_curve_panels, save_curve_plot
-from .report_html import gallery_rows, thumbnails, write_report_page
 from .rows import parse_indexes, shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation

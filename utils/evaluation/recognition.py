@@ -37,6 +37,7 @@ from utils.faithfulness import (
     pointing_game,
     sigmoid_calibration,
 )
+from utils.reports.plots import save_overlay_grid
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import ensure_writable_dir
@@ -48,7 +49,6 @@ from .masks import object_masks
 from .methods import build_methods, compute_maps, method_names
 from .model import default_store_dir
 from .pairs import Pair, pair_key, select
-from .plots import save_overlay_grid
 from .rows import evaluated_indices, parse_indexes, shard_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
 

@@ -6,8 +6,10 @@ replicates +- half their max-min spread, and the difference to the baseline's ro
 the images where a label gains most and loses most against the baseline, with both maps, to see where the stream
 helps and where it hurts. Images and maps are the thumbnails of each label's first folder (its report.html).
 
-    python -m utils.evaluation.compare_html runs/seed0/eval_gap runs/seed0/eval_ca runs/seed1/eval_gap \\
+    python -m utils.reports.compare runs/seed0/eval_gap runs/seed0/eval_ca runs/seed1/eval_gap \\
         runs/seed1/eval_ca --out runs/compare
+
+Installed as a package (``pip install -e .``), the same command is ``ca-stream-compare``.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from utils.runtime.cli import run_or_exit
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
 
-from .html_page import (
+from .page import (
     escape,
     link,
     metric_head,
@@ -293,8 +295,12 @@ def _figure(target: EvaluationFolder, base: Evaluation, other: Evaluation, metho
 
 # ---- command line
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m utils.evaluation.compare_html", description=__doc__,
+COMMAND = "python -m utils.reports.compare"
+SCRIPT = "ca-stream-compare"  # pyproject.toml's [project.scripts]: the same command once the package is installed
+
+
+def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", help="objrecon_imagenet.py --store_dir folders (two or more)")
     parser.add_argument("--out", required=True, help="folder that receives compare.html")
@@ -310,8 +316,14 @@ def run(args: argparse.Namespace) -> dict:
     return {"path": str(path)}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    return run_or_exit(run, build_parser().parse_args(argv))
+def main(argv: Optional[Sequence[str]] = None, prog: str = COMMAND) -> dict:
+    return run_or_exit(run, build_parser(prog).parse_args(argv))
+
+
+def console() -> None:
+    """The ``ca-stream-compare`` entry point: :func:`main` on ``sys.argv``, returning nothing, as an installed
+    script's exit status is what its function returns."""
+    main(prog=SCRIPT)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 """report.html and compare.html on the shared trained runs (GAP and CA EfficientNet-Lite0 at 96 px, built-in data):
-written by objrecon_imagenet.py and by ``python -m utils.evaluation.compare_html``, read without JavaScript (the HTML
+written by objrecon_imagenet.py and by ``python -m utils.reports.compare``, read without JavaScript (the HTML
 itself), then opened in a real headless Chromium (tests/browser.py): no console error, every image decoded, one
 table row per method, sorting and filtering the gallery, a click drawing an image's curves, the deltas of the
 comparison. Where no browser is installed the browser tests skip with the reason; in CI (env CI) they fail.
 
 With CASTREAM_SCREENSHOTS=DIR the browser tests also write the README's screenshots there:
-    CASTREAM_SCREENSHOTS=assets python -m pytest tests/evaluation/test_report_html.py
+    CASTREAM_SCREENSHOTS=assets python -m pytest tests/reports/test_pages.py
 """
 from __future__ import annotations
 
 import json
 import os
+import pkgutil
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,18 +26,19 @@ from objrecon_imagenet import main as objrecon_main
 from tests.browser import headless_chromium, unavailable_reason
 from tests.helpers import require_installed
 from utils.data import build_dataset
-from utils.evaluation import compare_html
 from utils.evaluation.methods import build_methods, compute_maps
 from utils.evaluation.model import load_trained_model
-from utils.evaluation.report_html import thumbnails
 from utils.explain import FastGradientCAM
 from utils.faithfulness import METRIC_KEYS, METRICS, metric, paired_difference, predict
+from utils.reports import compare
+from utils.reports.report import thumbnails
 from utils.runtime.io import read_csv
 from utils.runtime.layout import EvaluationFolder
 
 ROWS = list(range(12))             # the built-in val list is index-major: two images of each class
 RELABELLED = (2, 7)                # rows whose label the test's list changes: the model's prediction is then wrong
 SCREENSHOTS = os.environ.get("CASTREAM_SCREENSHOTS")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +84,7 @@ def evaluations(trained_runs, relabelled_list, tmp_path_factory) -> dict[str, Pa
 def comparison(evaluations, tmp_path_factory) -> Path:
     """The command on the four folders: GAP and CA, two seeds each."""
     out = tmp_path_factory.mktemp("compare")
-    compare_html.main([*(str(evaluations[name]) for name in ("gap0", "ca0", "gap1", "ca1")), "--out", str(out)])
+    compare.main([*(str(evaluations[name]) for name in ("gap0", "ca0", "gap1", "ca1")), "--out", str(out)])
     return out
 
 
@@ -96,7 +100,7 @@ def best_first(rows: list[dict], key: str) -> list[int]:
 
 def one_line_error(argv: list[str]) -> str:
     with pytest.raises(SystemExit) as caught:
-        compare_html.main(argv)
+        compare.main(argv)
     message = str(caught.value.code)
     assert message.startswith("error: ") and "\n" not in message, message
     return message
@@ -307,6 +311,26 @@ def test_compare_errors_are_one_line(evaluations, trained_runs, relabelled_list,
     (broken / "metrics.csv").write_text("\n".join(lines[:-1]) + "\n")
     message = one_line_error([str(evaluations["gap0"]), str(broken), "--out", str(tmp_path / "out")])
     assert str(broken) in message and "metrics.csv" in message and "summary.json" in message
+
+
+def test_compare_command_is_an_entry_point(evaluations, tmp_path, monkeypatch, capsys) -> None:
+    """pyproject.toml's ca-stream-compare runs the command on sys.argv and returns nothing (an installed script exits
+    with what its function returns); ``python -m utils.reports.compare`` is the same command."""
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    entry = pkgutil.resolve_name(scripts[compare.SCRIPT])
+    out = EvaluationFolder(tmp_path / "out")
+    monkeypatch.setattr(sys, "argv", [compare.SCRIPT, str(evaluations["gap0"]), str(evaluations["ca0"]), "--out",
+                                      str(out.path)])
+    assert entry() is None
+    assert out.compare.is_file() and f"open {out.compare}" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", [compare.SCRIPT, "--help"])
+    with pytest.raises(SystemExit) as caught:
+        entry()
+    assert caught.value.code == 0 and capsys.readouterr().out.startswith(f"usage: {compare.SCRIPT} ")
+    module = subprocess.run([sys.executable, "-m", "utils.reports.compare", "--help"], cwd=REPO, capture_output=True,
+                            text=True, check=True)
+    assert module.stdout.startswith(f"usage: {compare.COMMAND} ") and "--labels" in module.stdout
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from utils.explain import overlay
 from utils.faithfulness import CURVE_METRICS, METRICS, Metric
 from utils.runtime.layout import EvaluationFolder
 
-from .html_page import (
+from .page import (
     best_values,
     card_table,
     escape,
@@ -37,7 +37,7 @@ from .html_page import (
 )
 from .plots import to_uint8_image
 
-# 96 px JPEGs keep a gallery of 300 images x 4 methods near 4 MB (tests/evaluation/test_report_html.py)
+# 96 px JPEGs keep a gallery of 300 images x 4 methods near 4 MB (tests/reports/test_pages.py)
 THUMBNAIL_PX = 96
 JPEG_QUALITY = 75
 DEFAULT_GALLERY_IMAGES = 300
