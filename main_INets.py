@@ -15,7 +15,7 @@ import argparse
 from typing import Optional, Sequence
 
 from models.cli import add_model_arguments
-from utils.data.datasets import DATASET_KINDS
+from utils.data import DATASET_KINDS
 from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 from utils.runtime.forward import AMP_DTYPES
 from utils.training.recipe import CRITERIA, SCHEDULES
@@ -122,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if not 0 <= args.val_split < 1:
         raise SystemExit(f"error: --val_split must be in [0, 1), got {args.val_split}")
     if args.store_dir is None:
-        args.store_dir = f"runs/{args.model}_{args.pool or 'gap'}" + ("_voc" if args.dataset == "voc" else "")
+        args.store_dir = f"runs/{args.model}_{args.pool or 'gap'}" + ("" if args.dataset == DATASET_KINDS[0]
+                                                                         else f"_{args.dataset}")
     from utils.training.trainer import Trainer  # after parsing, so --help stays fast
     return run_or_exit(lambda parsed: Trainer(parsed).fit(), args)
 

@@ -20,8 +20,10 @@ from utils.data import (
     FASHION_MNIST_CLASSES,
     IMAGES_DIRNAME,
     MANIFEST_FILENAME,
+    DataSource,
     ImageFolderDataset,
     ListDataset,
+    Preprocessing,
     build_dataset,
     build_transform,
     check_indexes,
@@ -278,16 +280,17 @@ def test_build_dataset_sources(tmp_path, monkeypatch, builtin_root):
     write_png(tmp_path / "data" / "a.png")
     (tmp_path / "data" / "list.csv").write_text("a.png,1\n")
     (tmp_path / "data" / "classes.txt").write_text("x\ny\n")
-    dataset = build_dataset(tmp_path / "data", "list.csv", imsize=16, train=False, num_classes=2)
+    dataset = build_dataset(DataSource(root=tmp_path / "data", listing="list.csv"), Preprocessing(16), train=False,
+                            num_classes=2)
     assert isinstance(dataset, ListDataset) and dataset.classes == ["x", "y"] and dataset[0][0].shape == (3, 16, 16)
     with pytest.raises(FileNotFoundError, match="--path_list other.csv"):
-        build_dataset(tmp_path / "data", "other.csv", imsize=16, train=False)
+        build_dataset(DataSource(root=tmp_path / "data", listing="other.csv"), Preprocessing(16), train=False)
     # class folders
     write_png(tmp_path / "folders" / "b" / "1.png")
-    assert build_dataset(tmp_path / "folders", None, imsize=16, train=True).classes == ["b"]
+    assert build_dataset(DataSource(root=tmp_path / "folders"), Preprocessing(16), train=True).classes == ["b"]
     # nothing given: the built-in dataset (here the small one, to stay fast)
-    monkeypatch.setattr("utils.data.datasets.ensure_builtin_dataset", lambda seed: builtin_root)
-    val = build_dataset(None, None, imsize=16, train=False, num_classes=6)
+    monkeypatch.setattr("utils.data.factory.ensure_builtin_dataset", lambda seed: builtin_root)
+    val = build_dataset(DataSource(), Preprocessing(16), train=False, num_classes=6)
     assert val.classes == list(BUILTIN_CLASSES) and len(val) == 12 and val.root == builtin_root / IMAGES_DIRNAME
 
 

@@ -20,6 +20,8 @@ from utils.data import (
     IMAGE_SETS_DIRNAME,
     PRESENT,
     VOC_CLASSES,
+    DataSource,
+    Preprocessing,
     VOCDataset,
     build_dataset,
     ensure_builtin_voc,
@@ -128,14 +130,15 @@ def test_builtin_voc_is_deterministic_and_reused(tmp_path, devkit):
 
 
 def test_dataset_items_are_label_vectors(devkit):
-    dataset = build_dataset(devkit, None, 64, train=False, dataset="voc")
+    dataset = build_dataset(DataSource("voc", devkit), Preprocessing(64), train=False)
     assert isinstance(dataset, VOCDataset) and dataset.list_file.name == "val.txt" and dataset.classes == list(
         BUILTIN_CLASSES)
     image, labels = dataset[0]
     assert image.shape == (3, 64, 64) and labels.dtype == torch.int8
     assert labels.tolist() == list(dataset.targets[0]) and dataset.task == "multi-label"
-    assert build_dataset(devkit, "trainval", 64, train=True, dataset="voc").list_file.name == "trainval.txt"
-    assert build_dataset(devkit, None, 64, train=True, dataset="voc").list_file.name == "train.txt"
+    assert build_dataset(DataSource("voc", devkit, "trainval"), Preprocessing(64), train=True).list_file.name == \
+        "trainval.txt"
+    assert build_dataset(DataSource("voc", devkit), Preprocessing(64), train=True).list_file.name == "train.txt"
 
 
 # ------------------------------------------------------------------ multi-label lists

@@ -16,8 +16,7 @@ import main_INets
 import recognition_imagenet
 from objrecon_imagenet import main as objrecon_main
 from tests.helpers import label_matrix, read_maps
-from utils.data import PRESENT, VOCDataset, build_dataset
-from utils.evaluation.masks import object_masks
+from utils.data import PRESENT, DataSource, Preprocessing, VOCDataset, build_dataset
 from utils.evaluation.model import load_trained_model
 from utils.explain import create_saliency
 from utils.faithfulness import class_average_precision, mean_average_precision, pointing_game
@@ -38,8 +37,8 @@ def ca_eval(trained_voc_runs, tmp_path_factory) -> dict:
 
 def evaluated(runs: dict, report: dict) -> tuple[torch.nn.Module, dict, VOCDataset, list[int]]:
     model, config = load_trained_model(str(runs["ca"]))
-    dataset = build_dataset(runs["data"], None, config["imsize"], train=False, mean=config["mean"],
-                            std=config["std"], dataset="voc")
+    dataset = build_dataset(DataSource("voc", runs["data"]),
+                            Preprocessing(config["imsize"], mean=config["mean"], std=config["std"]), train=False)
     rows = [int(r["index"]) for r in csv.DictReader((Path(report["files"]["predictions"])).open())]
     return model, config, dataset, rows
 
@@ -166,7 +165,7 @@ def test_pointing_game_on_the_class_boxes_with_tolerance_in_closed_form(trained_
     dataset = VOCDataset(trained_voc_runs["data"], "val")
     row = next(i for i, a in enumerate(dataset.annotations) if len({o.label for o in a.objects}) > 1)
     annotation = dataset.annotations[row]
-    masks = object_masks(dataset, [row])
+    masks = dataset.object_masks([row])
     size = annotation.width
     for label in {o.label for o in annotation.objects}:
         boxes = [tuple(v - 1 for v in o.box) for o in annotation.objects if o.label == label]  # 0-based, inclusive

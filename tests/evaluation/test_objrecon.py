@@ -17,7 +17,7 @@ import torch
 
 from objrecon_imagenet import main
 from tests.helpers import maps_file, read_maps
-from utils.data import build_dataset
+from utils.data import DataSource, Preprocessing, build_dataset
 from utils.evaluation.model import load_trained_model
 from utils.evaluation.objrecon import CSV_FIELDS
 from utils.explain import create_saliency
@@ -47,8 +47,8 @@ def make_maps(run: Path, runs: dict, folder: Path, methods: tuple[str, ...], row
     """Maps computed here, independently of the CLI, saved in recognition_imagenet.py's format."""
     model, config = load_trained_model(str(run))
     data = Path(runs["data"])
-    dataset = build_dataset(data / "images", data / "val.csv", config["imsize"], train=False, mean=config["mean"],
-                            std=config["std"])
+    dataset = build_dataset(DataSource(root=data / "images", listing=data / "val.csv"),
+                            Preprocessing(config["imsize"], mean=config["mean"], std=config["std"]), train=False)
     images = torch.stack([dataset[i][0] for i in rows])
     targets = [dataset.targets[i] for i in rows]
     out = {}
@@ -203,7 +203,8 @@ def test_rise_protocol_card(trained_runs, tmp_path) -> None:
     # the predicted class is explained and scored
     model, config = load_trained_model(str(trained_runs["gap"]))
     data = Path(trained_runs["data"])
-    dataset = build_dataset(data / "images", data / "val.csv", 96, train=False, mean=config["mean"], std=config["std"])
+    dataset = build_dataset(DataSource(root=data / "images", listing=data / "val.csv"),
+                            Preprocessing(96, mean=config["mean"], std=config["std"]), train=False)
     predicted = predict(model, torch.stack([dataset[i][0] for i in rows])).tolist()
     assert [int(r["target"]) for r in read_metrics(tmp_path)] == predicted
 

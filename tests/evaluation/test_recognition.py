@@ -17,7 +17,7 @@ import torch
 import recognition_imagenet
 from models import create_model, data_config, model_config
 from tests.helpers import read_maps
-from utils.data import build_dataset, read_list_file, subset_indices
+from utils.data import DataSource, Preprocessing, build_dataset, read_list_file, subset_indices
 from utils.evaluation.model import load_trained_model
 from utils.evaluation.rows import evaluated_indices, parse_indexes
 from utils.runtime.layout import RunFolder
@@ -113,8 +113,8 @@ def test_readme_example(trained_runs, tmp_path):
     # accuracies against a direct computation with the model on the same seeded subset
     model, config = load_trained_model(str(trained_runs["ca"]))
     data = trained_runs["data"]
-    dataset = build_dataset(data / "images", data / "val.csv", config["imsize"], train=False, mean=config["mean"],
-                            std=config["std"])
+    dataset = build_dataset(DataSource(root=data / "images", listing=data / "val.csv"),
+                            Preprocessing(config["imsize"], mean=config["mean"], std=config["std"]), train=False)
     indices = subset_indices(len(dataset), 0.25, 0)
     assert [int(r["index"]) for r in rows] == indices
     images = torch.stack([dataset[i][0] for i in indices])

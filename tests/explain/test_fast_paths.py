@@ -210,10 +210,10 @@ def test_scorecam_bf16_within_budget(trained_runs):
     can hand the weight to a channel that float32 ranks just below the first. Budget (SCORECAM_BF16_BUDGET): the
     scores rank-correlated with float32's, the channel with bf16's largest weight among float32's first 1%, and the
     maps' mean absolute difference after min-max bounded."""
-    from utils.data import build_dataset
+    from utils.data import DataSource, Preprocessing, build_dataset
 
     model, config = load_trained_model(str(trained_runs["ca"]))
-    dataset = build_dataset(None, None, 96, train=False, mean=config["mean"], std=config["std"],
+    dataset = build_dataset(DataSource(), Preprocessing(96, mean=config["mean"], std=config["std"]), train=False,
                             num_classes=config["classes"])
     images = torch.stack([dataset[i][0] for i in range(0, 60, 15)])
     targets = torch.tensor([dataset[i][1] for i in range(0, 60, 15)])

@@ -25,7 +25,7 @@ import torch
 from objrecon_imagenet import main as objrecon_main
 from tests.browser import headless_chromium, unavailable_reason
 from tests.helpers import require_installed
-from utils.data import build_dataset
+from utils.data import DataSource, Preprocessing, build_dataset
 from utils.evaluation.methods import build_methods, compute_maps
 from utils.evaluation.model import load_trained_model
 from utils.explain import FastGradientCAM
@@ -170,8 +170,8 @@ def test_report_reads_without_javascript(evaluations) -> None:
 def test_prediction_column_is_the_models_top1(evaluations, trained_runs, relabelled_list) -> None:
     rows = metrics_of(evaluations["ca0"], "gradcam")
     model, config = load_trained_model(str(trained_runs["ca"]))
-    dataset = build_dataset(Path(trained_runs["data"]) / "images", relabelled_list, config["imsize"], train=False,
-                            mean=config["mean"], std=config["std"])
+    dataset = build_dataset(DataSource(root=Path(trained_runs["data"]) / "images", listing=relabelled_list),
+                            Preprocessing(config["imsize"], mean=config["mean"], std=config["std"]), train=False)
     expected = predict(model, torch.stack([dataset[i][0] for i in ROWS])).tolist()
     assert [int(r["prediction"]) for r in rows] == expected
     assert all(r["prediction"] != r["label"] for r in rows if int(r["index"]) in RELABELLED)
@@ -222,8 +222,8 @@ def test_thumbnails_of_300_images_x_4_methods_stay_under_the_budget(trained_runs
 
     model, config = load_trained_model(str(trained_runs["ca"]))
     data = Path(trained_runs["data"])
-    dataset = build_dataset(data / "images", data / "val.csv", config["imsize"], train=False, mean=config["mean"],
-                            std=config["std"])
+    dataset = build_dataset(DataSource(root=data / "images", listing=data / "val.csv"),
+                            Preprocessing(config["imsize"], mean=config["mean"], std=config["std"]), train=False)
     assert len(dataset) == 300
     total = 0
     for start in range(0, len(dataset), 100):

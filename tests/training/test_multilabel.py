@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import error_of, label_matrix
-from utils.data import ABSENT, DIFFICULT, PRESENT, VOCDataset, build_dataset
+from utils.data import ABSENT, DIFFICULT, PRESENT, DataSource, Preprocessing, VOCDataset, build_dataset
 from utils.evaluation.model import load_trained_model
 from utils.faithfulness import class_average_precision, mean_average_precision
 from utils.training.recipe import MultiLabelBCE, MultiLabelMixup
@@ -39,8 +39,8 @@ def test_logged_ap_is_the_ap_of_the_saved_model(trained_voc_runs):
     """log.csv's per-class AP and mAP of the last epoch are those of model.safetensors on the validation image set
     (computed here from its logits, difficult-only images left out of a class's AP)."""
     model, config = load_trained_model(str(trained_voc_runs["gap"]))
-    dataset = build_dataset(trained_voc_runs["data"], None, config["imsize"], train=False, mean=config["mean"],
-                            std=config["std"], dataset="voc")
+    dataset = build_dataset(DataSource("voc", trained_voc_runs["data"]),
+                            Preprocessing(config["imsize"], mean=config["mean"], std=config["std"]), train=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=100)
     with torch.no_grad():
         logits, labels = zip(*[(model(images), labels) for images, labels in loader])

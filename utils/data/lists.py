@@ -1,15 +1,19 @@
-"""List files: one ``relative/path,label`` (or ``relative/path label``) per line, paths relative to an image root
-(``--root_data``); a ``classes.txt`` beside a list names the classes (line i names label i). Multi-label lists:
-``relative/path,label label ...`` per line, or the reference's JSON object ``{image: [one number per class]}``."""
+"""List files, and the single-label dataset over one: one ``relative/path,label`` (or ``relative/path label``) per
+line, paths relative to an image root (``--root_data``); a ``classes.txt`` beside a list names the classes (line i
+names label i). Multi-label lists (read here, their dataset is :class:`~.voc.VOCDataset`): ``relative/path,label
+label ...`` per line, or the reference's JSON object ``{image: [one number per class]}``."""
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
-PathLike = str | os.PathLike
+from .base import ImageDataset, PathLike, check_images_exist, require_dir
+
 CLASSES_FILENAME = "classes.txt"
+TRAIN_LIST_NAMES = ("train.csv", "train.txt")
+VAL_LIST_NAMES = ("val.csv", "val.txt")
 _HEADERS = {("path", "label"), ("file", "label")}
 
 
@@ -130,3 +134,80 @@ def class_name(names: Optional[Sequence[str]], label: int) -> str:
 
 def write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+class ListDataset(ImageDataset):
+    """Images listed in a list file, loaded from ``root / relative_path``.
+
+    Everything that can be checked without decoding images is checked on construction, so a wrong
+    ``--root_data``/``--path_list``/``--classes`` or a negative label fails at start-up with the offending file
+    and line (``line_numbers`` keeps each sample's line for later checks).
+    """
+
+    def __init__(
+            self,
+            root: PathLike,
+            list_file: PathLike,
+            transform: Callable | None = None,
+            num_classes: int | None = None,
+            classes: Sequence[str] | None = None,
+            classes_origin: str | None = None,
+    ) -> None:
+        root = require_dir(root, "image root")
+        self.list_file = Path(list_file)
+        rows = read_list_file(self.list_file)
+        for _, label, line_number in rows:
+            if label < 0:
+                raise ValueError(f"{self.list_file}:{line_number}: label {label} is negative; labels are class "
+                                 f"indices 0, 1, 2, ...")
+            if num_classes is not None and label >= num_classes:
+                raise ValueError(
+                    f"{self.list_file}:{line_number}: label {label} is outside [0, {num_classes}) "
+                    f"for --classes {num_classes}")
+        check_images_exist(root, [p for p, _, _ in rows], str(self.list_file))
+        super().__init__(root, [(p, label) for p, label, _ in rows], transform, classes, classes_origin)
+        self.line_numbers = [line_number for _, _, line_number in rows]
+
+    @property
+    def origin(self) -> str:
+        return f"list {self.list_file}"
+
+    def check_labels(self, num_classes: int, classes_origin: str) -> None:
+        for label, line_number in zip(self.targets, self.line_numbers):
+            if label >= num_classes:
+                raise ValueError(f"{self.list_file}:{line_number}: label {label} is outside [0, {num_classes}) "
+                                 f"for {classes_origin}")
+
+
+def open_list(root: PathLike, path_list: PathLike, transform: Callable | None = None,
+              num_classes: int | None = None) -> ListDataset:
+    """The dataset of ``--path_list`` (found in the working directory, else under ``--root_data``), its class names
+    from a ``classes.txt`` beside it when there is one."""
+    list_file = Path(path_list)
+    if not list_file.is_file() and (Path(root) / path_list).is_file():
+        list_file = Path(root) / path_list
+    if not list_file.is_file():
+        raise FileNotFoundError(f"--path_list {path_list} not found in the working directory nor under {root}")
+    classes_file = list_file.parent / CLASSES_FILENAME
+    if not classes_file.is_file():
+        return ListDataset(root, list_file, transform, num_classes)
+    return ListDataset(root, list_file, transform, num_classes, read_class_names(classes_file), str(classes_file))
+
+
+def _find_list(folder: Path, names: tuple[str, ...]) -> Optional[Path]:
+    return next((folder / name for name in names if (folder / name).is_file()), None)
+
+
+def training_lists(root: Optional[PathLike], path_list: PathLike) -> tuple[Optional[Path], Optional[Path]]:
+    """The training list of ``--path_list`` and the validation list beside it: ``path_list`` names a list file
+    (found in the working directory, else under ``root``), its validation list a ``val.csv`` or ``val.txt`` beside
+    it; or a folder holding ``train.csv`` (or ``train.txt``) and perhaps a validation list."""
+    path = Path(path_list)
+    if path.is_dir():
+        return _find_list(path, TRAIN_LIST_NAMES), _find_list(path, VAL_LIST_NAMES)
+    if not path.is_file() and root is not None and (Path(root) / path).is_file():
+        path = Path(root) / path
+    beside = _find_list(path.parent, VAL_LIST_NAMES) if path.is_file() else None
+    if beside is not None and beside.resolve() == path.resolve():
+        beside = None
+    return path, beside

@@ -1,13 +1,33 @@
-"""Training samples whose augmentation is a function of (seed, epoch, index) alone: the same batches for any number
-of processes or loader workers, and a resumed run replays exactly what an uninterrupted one drew."""
+"""Which samples: a seeded fraction of a dataset's rows, checked row indexes, and training samples whose augmentation
+is a function of (seed, epoch, index) alone (the same batches for any number of processes or loader workers, and a
+resumed run replays exactly what an uninterrupted one drew)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from utils.runtime.seeding import derived_seed
+
+
+def subset_indices(n: int, fraction: float, seed: int = 0) -> list[int]:
+    """A seeded random ``fraction`` of ``range(n)`` (at least one index), in increasing order."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"--fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return list(range(n))
+    count = max(1, round(n * fraction))
+    return sorted(np.random.default_rng(seed).choice(n, count, replace=False).tolist())
+
+
+def check_indexes(indexes: Sequence[int], n: int) -> None:
+    """Raise if any index is not a valid row of a dataset of size ``n``."""
+    for index in indexes:
+        if not 0 <= index < n:
+            raise ValueError(f"--indexes: index {index} is out of range for a dataset of {n} images")
 
 
 class EpochSeededDataset(Dataset):

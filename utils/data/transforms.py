@@ -1,8 +1,10 @@
-"""Image and mask transforms: training augmentation, the evaluation geometry, (de)normalisation."""
+"""Image and mask transforms: training augmentation, the evaluation geometry, (de)normalisation, and the
+:class:`Preprocessing` settings that choose them."""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,6 +48,32 @@ def build_transform(
     else:
         geometry = _eval_geometry(imsize, crop_pct, squash, interpolation)
     return T.Compose([*geometry, T.ToTensor(), T.Normalize(mean, std)])
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a dataset's images become model inputs (:func:`build_transform`): the size ``imsize``; the evaluation
+    geometry (resize the short side to ``imsize / crop_pct`` then centre-crop, or ``squash`` to a square); the
+    normalisation ``mean`` / ``std`` (the model's, from its run or its weights); training's RandomResizedCrop area
+    range ``crop_scale``."""
+
+    imsize: int
+    crop_pct: float = DEFAULT_CROP_PCT
+    squash: bool = False
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+
+    def __post_init__(self) -> None:
+        # a run's config.json and the flags give lists: tuples keep the settings immutable and hashable
+        for name in ("mean", "std", "crop_scale"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def transform(self, train: bool) -> T.Compose:
+        """PIL image -> normalised tensor: the training augmentation where ``train``, else the evaluation
+        geometry."""
+        return build_transform(self.imsize, self.mean, self.std, train=train, crop_pct=self.crop_pct,
+                               squash=self.squash, scale=self.crop_scale)
 
 
 def transform_mask(

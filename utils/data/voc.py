@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,10 +19,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .datasets import MULTI_LABEL, ImageDataset, _check_images_exist, _require_dir
+from .base import MULTI_LABEL, ImageDataset, PathLike, check_images_exist, require_dir
 from .lists import CLASSES_FILENAME, read_class_names, read_label_json, read_multilabel_list
+from .masks import ObjectMasks
 
-PathLike = str | os.PathLike
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
     "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
@@ -141,14 +140,14 @@ class VOCDataset(ImageDataset):
     The images come from an image set (``ImageSets/Main/<set>.txt``, labels and difficult flags from the
     annotations), a multi-label list file or the reference's JSON list (labels from the list; difficult flags
     then unknown). Images are ``JPEGImages/<name>`` (``.jpg`` added to a name without suffix). ``annotations[i]``
-    holds row i's boxes where its XML exists (the per-class masks of :meth:`class_mask`).
+    holds row i's boxes where its XML exists (the per-class masks of :meth:`class_mask` and :meth:`object_masks`).
     """
 
     task = MULTI_LABEL
 
     def __init__(self, root: PathLike, listing: str | PathLike, transform: Optional[Callable] = None,
                  num_classes: Optional[int] = None) -> None:
-        self.devkit = _require_dir(root, "VOCdevkit folder (--root_data)")
+        self.devkit = require_dir(root, "VOCdevkit folder (--root_data)")
         images = self.devkit / JPEG_DIRNAME
         if not images.is_dir():
             raise FileNotFoundError(f"--root_data {self.devkit} is not a VOCdevkit year folder: no {JPEG_DIRNAME}/ "
@@ -175,8 +174,8 @@ class VOCDataset(ImageDataset):
             vectors = [tuple(PRESENT if c in row.labels else ABSENT for c in range(len(classes))) for row in rows]
             xmls = [annotations_dir / f"{Path(name).stem}.xml" for name in names]
             annotations = [read_annotation(xml, classes) if xml.is_file() else None for xml in xmls]
-        _check_images_exist(images, names, str(self.list_file))
-        super().__init__(images, list(zip(names, vectors)), transform, classes)
+        check_images_exist(images, names, str(self.list_file))
+        super().__init__(images, list(zip(names, vectors)), transform, classes, origin)
         self.annotations = annotations
 
     def _resolve_listing(self, listing: str | PathLike) -> Path:
@@ -197,8 +196,16 @@ class VOCDataset(ImageDataset):
         image, vector = super().__getitem__(index)
         return image, torch.tensor(vector, dtype=torch.int8)
 
-    def has_boxes(self, rows: Sequence[int]) -> bool:
-        return all(self.annotations[row] is not None for row in rows)
+    @property
+    def origin(self) -> str:
+        return str(self.list_file)
+
+    def object_masks(self, rows: Sequence[int]) -> ObjectMasks | None:
+        """The boxes of ``rows`` as masks (one per image and class: the union of the class's boxes) when every row
+        has its annotation, else None."""
+        if not all(self.annotations[row] is not None for row in rows):
+            return None
+        return ObjectMasks(f"boxes of {self.devkit / ANNOTATIONS_DIRNAME}", self.class_mask)
 
     def class_mask(self, row: int, label: int) -> np.ndarray:
         """(height, width) bool at the image's resolution: the boxes of class ``label`` in row ``row``."""

@@ -22,7 +22,7 @@ from typing import Collection, Optional, Sequence
 
 import torch
 
-from utils.data import PRESENT
+from utils.data import PRESENT, ObjectMasks
 from utils.faithfulness import (
     CLASS_SOURCES,
     CURVE_METRICS,
@@ -47,7 +47,6 @@ from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
 from .flags import pointing_tolerance
-from .masks import ObjectMasks, object_masks
 from .methods import build_methods, compute_maps
 from .model import default_store_dir
 from .pairs import pair_key, select
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
                               forward)
         for source in sources:
             source.saliency = built.get(source.method)
-        masks = object_masks(data.dataset, rows)
+        masks = data.dataset.object_masks(rows)
         shard = shard_rows(rows, args.batch_size, env.rank, env.world_size)
         records, computed = score_shard(data, shard, sources, targets, masks, forward, device, protocol, args,
                                         env.is_main, gallery_rows(rows, args.report_images))

@@ -45,7 +45,6 @@ from utils.runtime.layout import EvaluationFolder
 from utils.task import Task
 
 from .flags import pointing_tolerance
-from .masks import object_masks
 from .methods import build_methods, compute_maps, method_names
 from .model import default_store_dir
 from .pairs import Pair, pair_key, select
@@ -220,7 +219,7 @@ def localization(data: EvaluationData, pairs: Sequence[Pair], maps: dict[str, to
                  ) -> Optional[dict]:
     """The pointing games (x their scale, %) per method, when every evaluated image has an object mask (or boxes:
     then the explained class's boxes, within ``tolerance`` pixels)."""
-    masks = object_masks(data.dataset, sorted({row for row, _ in pairs}))
+    masks = data.dataset.object_masks(sorted({row for row, _ in pairs}))
     if masks is None or not maps:
         return None
     games = (metric("pointing_game"), metric("energy_pointing_game"))

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from models.classifier import CAStreamClassifier
-from utils.data import MULTI_LABEL, SINGLE_LABEL, ImageDataset, build_dataset
+from utils.data import DataSource, ImageDataset, Preprocessing, build_dataset, default_kind, kind_task
 from utils.runtime.forward import ForwardSettings
 from utils.task import Task
 
@@ -73,16 +73,16 @@ def load_evaluation(args: argparse.Namespace, pretrained: bool = False) -> Evalu
     ``--dataset`` must agree with; without a run's config it follows ``--dataset``."""
     model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads, pretrained)
     recorded = config.get("task")
-    kind = args.dataset or ("voc" if recorded == MULTI_LABEL else "imagenet")
-    task = MULTI_LABEL if kind == "voc" else SINGLE_LABEL
+    kind = args.dataset or default_kind(recorded)
+    task = kind_task(kind)
     if recorded is not None and recorded != task:
         raise ValueError(f"--dataset {kind} is {task} data, but the model of {args.state_root} was trained on "
                          f"{recorded} data (its config.json)")
     config["task"] = task
     imsize = args.imsize or config.get("imsize") or DEFAULT_IMSIZE
-    dataset = build_dataset(args.root_data, args.path_lbl, imsize, train=False, mean=config["mean"],
-                            std=config["std"], num_classes=config["classes"], crop_pct=args.crop_pct,
-                            squash=args.squash, dataset=kind)
+    preprocessing = Preprocessing(imsize, args.crop_pct, args.squash, config["mean"], config["std"])
+    dataset = build_dataset(DataSource(kind, args.root_data, args.path_lbl), preprocessing, train=False,
+                            num_classes=config["classes"])
     return EvaluationData(model, config, dataset, imsize, args.crop_pct, args.squash, task_of(task, args))
 
 

@@ -1,0 +1,33 @@
+"""Image folders: ``root/<class>/<image>`` with one sub-folder per class (sorted names -> labels 0..C-1)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import ImageDataset, PathLike, require_dir
+
+
+class ImageFolderDataset(ImageDataset):
+    """``root/<class>/<image>`` with one sub-folder per class (sorted names -> labels 0..C-1)."""
+
+    EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+    def __init__(self, root: PathLike, transform: Callable | None = None, num_classes: int | None = None) -> None:
+        root = require_dir(root, "image folder")
+        class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
+        if not class_dirs:
+            raise ValueError(f"{root}: expected one sub-folder per class, found none")
+        if num_classes is not None and len(class_dirs) > num_classes:
+            raise ValueError(f"{root} has {len(class_dirs)} class folders, more than --classes {num_classes}")
+        samples = [
+            (file.relative_to(root).as_posix(), label)
+            for label, class_dir in enumerate(class_dirs)
+            for file in sorted(class_dir.rglob("*"))
+            if file.suffix.lower() in self.EXTENSIONS and file.is_file()
+        ]
+        if not samples:
+            raise ValueError(f"{root}: no images with extensions {', '.join(self.EXTENSIONS)}")
+        super().__init__(root, samples, transform, [d.name for d in class_dirs], f"the class folders of {root}")
+
+    @property
+    def origin(self) -> str:
+        return f"the image folder {self.root}"
