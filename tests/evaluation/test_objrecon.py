@@ -19,7 +19,7 @@ from objrecon_imagenet import main
 from tests.helpers import maps_file, read_maps
 from utils.data import DataSource, Preprocessing, build_dataset
 from utils.evaluation.model import load_trained_model
-from utils.evaluation.objrecon import CSV_FIELDS
+from utils.evaluation.objrecon import csv_fields
 from utils.explain import create_saliency
 from utils.faithfulness import predict
 from utils.runtime.layout import EvaluationFolder
@@ -120,7 +120,7 @@ def ca_from_file(trained_runs, ca_maps, seed_example, tmp_path_factory) -> Path:
 def test_seed_example_outputs(seed_example) -> None:
     rows = read_metrics(seed_example)
     assert len(rows) == len(ROWS) * 1
-    assert list(rows[0]) == list(CSV_FIELDS)
+    assert list(rows[0]) == list(csv_fields())
     assert [int(r["index"]) for r in rows] == ROWS
     assert [r["label"] for r in rows] == [r["target"] for r in rows]          # ground-truth class by default
     summary = json.loads((seed_example / "summary.json").read_text())

@@ -26,7 +26,7 @@ from utils.data import PRESENT, ObjectMasks
 from utils.faithfulness import (
     CLASS_SOURCES,
     CURVE_METRICS,
-    METRICS,
+    METRIC_KEYS,
     NUM_IMAGES,
     NUM_PAIRS,
     PER_CLASS,
@@ -54,7 +54,12 @@ from .rows import parse_indexes, shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
 from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
 
-CSV_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o", *(m.key for m in METRICS))
+ROW_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o")
+
+
+def csv_fields() -> tuple[str, ...]:
+    """metrics.csv's columns: the row's image, method, classes and scores, then every registered metric."""
+    return (*ROW_FIELDS, *METRIC_KEYS)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
             other["label"] = f"{other['label']} ({Path(other['path']).parent.name})"
         summary["compare"] = {"path": other["path"], "label": other["label"],
                               "differences": card_differences(card, other["protocol"])}
-    folder.write_metrics(metrics_rows(records, methods), CSV_FIELDS)
+    folder.write_metrics(metrics_rows(records, methods), csv_fields())
     folder.write_report(folder.summary, summary)
     write_plots(folder, label, curves)
     pages = []
@@ -271,7 +276,7 @@ def protocol_card(protocol: EvalProtocol, args: argparse.Namespace, data: Evalua
 
 def metrics_rows(records: Sequence[dict], methods: Sequence[str]) -> list[dict]:
     return [{"index": record["index"], "path": record["path"], "label": record["label"], "method": method,
-             **{key: record["methods"][method].get(key, "") for key in CSV_FIELDS[4:]}}
+             **{key: record["methods"][method].get(key, "") for key in csv_fields()[4:]}}
             for method in methods for record in records]
 
 

@@ -30,11 +30,9 @@ from utils.faithfulness import (
     check_ap_definition,
     class_average_precision,
     describe_ap,
-    energy_pointing_game,
     expected_calibration_error,
+    localization_metrics,
     mean_average_precision,
-    metric,
-    pointing_game,
     sigmoid_calibration,
 )
 from utils.reports.plots import save_overlay_grid
@@ -217,12 +215,13 @@ def multilabel_summary(rows: Sequence[dict], class_names: Optional[Sequence[str]
 
 def localization(data: EvaluationData, pairs: Sequence[Pair], maps: dict[str, torch.Tensor], tolerance: float
                  ) -> Optional[dict]:
-    """The pointing games (x their scale, %) per method, when every evaluated image has an object mask (or boxes:
-    then the explained class's boxes, within ``tolerance`` pixels)."""
+    """The localisation metrics (the pointing games and any other registered
+    :class:`~utils.faithfulness.LocalizationMetric`, x their scale, %) per method, when every evaluated image has an
+    object mask (or boxes: then the explained class's boxes, within ``tolerance`` pixels)."""
     masks = data.dataset.object_masks(sorted({row for row, _ in pairs}))
     if masks is None or not maps:
         return None
-    games = (metric("pointing_game"), metric("energy_pointing_game"))
+    games = localization_metrics()
     scores: dict[str, dict[str, list[torch.Tensor]]] = {name: {m.key: [] for m in games} for name in maps}
     area = []
     for start in range(0, len(pairs), _MASK_CHUNK):
@@ -232,12 +231,13 @@ def localization(data: EvaluationData, pairs: Sequence[Pair], maps: dict[str, to
         area.append(block_masks.flatten(1).float().mean(1))
         for name, method_maps in maps.items():
             block = method_maps[start:start + len(chunk)]
-            scores[name]["pointing_game"].append(pointing_game(block, block_masks, tolerance))
-            scores[name]["energy_pointing_game"].append(energy_pointing_game(block, block_masks))
+            for game in games:
+                scores[name][game.key].append(game.localize(block, block_masks, tolerance))
     return {
         "masks": masks.origin, "count": len(pairs), "tolerance_px": tolerance,
         "mean_mask_area": 100.0 * float(torch.cat(area).mean()),  # a uniformly random point hits this often
-        "methods": {name: {m.key: m.summarize(torch.cat(per_game[m.key]).double().tolist()) for m in games}
+        "methods": {name: {m.key: m.summarize(m.per_image({m.key: torch.cat(per_game[m.key])}).double().tolist())
+                           for m in games}
                     for name, per_game in scores.items()},
     }
 

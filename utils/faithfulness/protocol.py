@@ -6,13 +6,14 @@ from typing import Literal, Union
 
 import numpy as np
 
-from .metrics import NUM_PAIRS
-
 # The reference guards AD / AG denominators with float64 machine epsilon; scores are promoted to float64 so
 # that this eps is not lost against p (float32 eps is ~1e-7).
 EPS = float(np.finfo(np.float64).eps)
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CLASS_SOURCES = {"gt": "ground-truth", "pred": "predicted"}
+# Card and summary keys of multi-label evaluations: a mean is over image-class pairs (NUM_PAIRS of them, on NUM_IMAGES
+# images), and PER_CLASS holds the same means over the pairs of each class.
+NUM_IMAGES, NUM_PAIRS, PER_CLASS = "num_images", "num_pairs", "per_class"
 # protocol entries that make two evaluations comparable (the data subset is compared through its hash)
 _COMPARABLE = ("name", "pixels_per_step", "step_pixels", "blur_kernel", "blur_sigma", "deletion_substrate",
                "class_source", "masking_space", "softmax", "class_score", "pointing_tolerance",

@@ -7,27 +7,27 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .metrics import CURVE_METRICS, METRICS, NUM_PAIRS
+from .metrics import CURVE_METRICS, METRICS
+from .protocol import NUM_PAIRS
 
 
 def image_metrics(outputs: Mapping[str, torch.Tensor], k: int) -> dict[str, Any]:
     """Image ``k`` of an :func:`~utils.faithfulness.batch.evaluate_batch` output: ``target``, ``prediction``, ``p``,
-    ``o``, every declared metric present, and the curves (arrays: compact in memory and in a distributed gather)."""
+    ``o``, every registered metric present, and the arrays they keep, e.g. the curves (arrays: compact in memory
+    and in a distributed gather)."""
     row: dict[str, Any] = {"target": int(outputs["target"][k]), "prediction": int(outputs["prediction"][k]),
                            "p": float(outputs["p"][k]), "o": float(outputs["o"][k])}
-    for metric in METRICS:
-        if metric.key in outputs:
-            row[metric.key] = metric.per_image(outputs)[k].item()
-    for key in CURVE_METRICS:
-        row[f"{key}_curve"] = outputs[f"{key}_curve"][k].numpy()
-    for mode in ("positive", "negative"):
-        if f"{mode}_perturbation" in outputs:
-            row[f"{mode}_perturbation_curve"] = outputs[f"{mode}_perturbation"][k].numpy()
+    present = [metric for metric in METRICS if metric.key in outputs]
+    for metric in present:
+        row[metric.key] = metric.per_image(outputs)[k].item()
+    for metric in present:
+        for name in metric.keeps:
+            row[name] = outputs[name][k].numpy()
     return row
 
 
 def summarize(per_image: Sequence[Mapping[str, Any]], fractions: Sequence[float]) -> tuple[dict, dict]:
-    """The means of every declared metric over images (x its scale), ``p``/``o``, the perturbation accuracy per
+    """The means of every registered metric over images (x its scale), ``p``/``o``, the perturbation accuracy per
     fraction, the image count; and the mean insertion / deletion curves."""
     summary: dict[str, Any] = {}
     for metric in METRICS:
