@@ -23,9 +23,11 @@ from typing import Optional, Sequence
 from utils.evaluation.flags import (
     add_evaluation_data_arguments,
     add_forward_arguments,
+    add_plugin_argument,
     add_pointing_argument,
     add_prediction_arguments,
     add_trained_model_arguments,
+    with_plugins,
 )
 from utils.evaluation.saved_maps import DEFAULT_METHOD
 from utils.explain import ENGINES
@@ -37,6 +39,7 @@ from utils.runtime.cli import add_config_argument, parse_args, run_or_exit
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser)
+    add_plugin_argument(parser)
 
     ev = parser.add_argument_group("Evaluation settings")
     ev.add_argument("--store_dir", default=None,
@@ -87,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(build_parser(), argv)
     args.argv = argv
     from utils.evaluation.objrecon import run  # after parsing, so --help stays fast
-    return run_or_exit(run, args)
+    return run_or_exit(with_plugins(run), args)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from bench.common import (
     write_results,
 )
 from models import create_model
-from utils.explain import FAST_NAMES, available_methods, create_saliency
+from utils.explain import BatchContext, available_methods, create_saliency, fast_names
 
 # one forward (or more) per channel of the target layer: 2048 for ResNet-50
 PER_CHANNEL_METHODS = ("scorecam", "ablationcam", "sess")
@@ -68,7 +68,7 @@ def bench_pool(pool: str, args: argparse.Namespace, device: torch.device) -> dic
         with torch.no_grad():
             feature_maps = model.forward_feature_maps(x)
             model.forward_head(feature_maps)
-        fast.from_feature_maps(x, feature_maps, targets)
+        fast.explain_batch(x, targets, BatchContext(feature_maps=feature_maps))
 
     runs: dict[str, Callable[[], object]] = {
         "forward": forward,
@@ -125,7 +125,7 @@ def bench_all_methods(args: argparse.Namespace, device: torch.device) -> dict:
     model, x, targets = random_model_and_batch(args.model, "ca", args.batch, args.imsize, device)
     results = {}
     for name in tqdm(available_methods(), desc="methods"):
-        for engine in ("auto", "package") if name in FAST_NAMES else ("auto",):
+        for engine in ("auto", "package") if name in fast_names() else ("auto",):
             slow = name in (PER_CHANNEL_METHODS if engine == "auto" else ONE_IMAGE_IN_THE_PACKAGE)
             images = 1 if slow else args.batch
             with create_saliency(name, model, engine=engine) as method:

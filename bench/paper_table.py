@@ -33,8 +33,7 @@ from bench.common import (
     write_results,
 )
 from utils.data import denormalize, normalize
-from utils.evaluation.methods import compute_maps
-from utils.explain import create_saliency
+from utils.explain import BatchContext, create_saliency
 from utils.faithfulness import evaluate_batch, get_protocol, prepare_saliency
 from utils.runtime.forward import ForwardSettings
 
@@ -82,8 +81,9 @@ def measure_pool(pool: str, args: argparse.Namespace, device: torch.device) -> d
             with torch.no_grad(), ours.autocast(device):
                 feature_maps = model_cl.forward_feature_maps(ours.prepare(images, device))
                 _, attentions = model_cl.forward_head(feature_maps)
+            context = BatchContext(range(len(images)), 0, feature_maps, attentions)
             for method in methods:
-                compute_maps(method, images, targets, range(len(images)), 0, feature_maps, attentions)
+                method.explain_batch(images, targets, context)
         return run
 
     def package_maps(name: str):

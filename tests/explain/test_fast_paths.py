@@ -6,6 +6,7 @@ import torch
 from models import create_model
 from utils.evaluation.model import load_trained_model
 from utils.explain import (
+    BatchContext,
     FastFullGrad,
     GradCamPackageMethod,
     PerChannelCAM,
@@ -247,5 +248,5 @@ def test_gradient_cams_from_a_bf16_classification_forward(images, pool):
         feature_maps = model.forward_feature_maps(images)
     for name in ("gradcam", "gradcam++"):
         method = create_saliency(name, model)
-        maps = method.from_feature_maps(images, feature_maps, targets)
+        maps = method.explain_batch(images, targets, BatchContext(feature_maps=feature_maps))
         assert maps.dtype == torch.float32 and (maps - method(images, targets)).abs().max() < 0.1, name

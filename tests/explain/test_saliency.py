@@ -13,6 +13,7 @@ from utils.explain import (
     PACKAGE_HELPERS,
     UNSUPPORTED_REASONS,
     AttentionMaps,
+    BatchContext,
     FastFullGrad,
     FastGradientCAM,
     GradCamPackageMethod,
@@ -21,13 +22,14 @@ from utils.explain import (
     SaliencyMethod,
     available_methods,
     create_saliency,
+    fast_names,
+    method_spec,
     normalize_maps,
     overlay,
     package_cam_classes,
     reduce_attention,
     upsample_maps,
 )
-from utils.explain.registry import _PACKAGE_NAMES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,7 +76,8 @@ def test_every_exported_class_is_classified():
     """A new grad-cam release with a new class fails here until it is supported or given a reason."""
     classes = set(package_cam_classes())
     supported = classes - set(UNSUPPORTED_REASONS)
-    assert supported <= set(_PACKAGE_NAMES.values()), supported - set(_PACKAGE_NAMES.values())
+    registered = {method_spec(name).package_class for name in available_methods()}
+    assert supported <= registered, supported - registered
     assert set(UNSUPPORTED_REASONS) <= classes and set(CAVEATS) <= classes
     import pytorch_grad_cam
     assert all(hasattr(pytorch_grad_cam, helper) for helper in PACKAGE_HELPERS)
@@ -337,6 +340,49 @@ def test_registry():
     with pytest.raises(ValueError, match=r"class indices in \[0, 10\)"):
         create_saliency("gradcam", model)(torch.randn(1, 3, 32, 32), torch.tensor([10]))
     assert isinstance(create_saliency("random", model), SaliencyMethod)
+
+
+def test_the_registry_declares_engines_and_what_each_method_reuses():
+    assert method_spec("gradcam").engines == ("fast", "package") and method_spec("eigencam").engines == ("package",)
+    assert method_spec("attention_mean").engines == ("own",) and method_spec("random").engines == ("own",)
+    assert method_spec("GradCAMPlusPlus").reuses == ("feature_maps",) and method_spec("scorecam").reuses == ()
+    assert method_spec("raw_attention").reuses == ("attentions",)
+    assert method_spec("attention").engine_for("package") == "auto" and method_spec("gradcam").engine_for("package") \
+        == "package"
+    assert list(fast_names()) == [*FAST_VARIANTS, "scorecam", "ablationcam", "fullgrad"]
+    model = _model("resnet18", **NARROW["resnet18"])
+    assert create_saliency("gradcam", model).reuses == ("feature_maps",)
+    assert create_saliency("gradcam", model, engine="package").reuses == ()  # the package runs its own forward
+    assert create_saliency("attention", model).reuses == ("attentions",) and create_saliency("random", model).reuses \
+        == ()
+    with pytest.raises(ValueError, match="'attention' is this project's own method: pytorch-grad-cam has no"):
+        create_saliency("attention", model, engine="package")
+
+
+def test_explain_batch_reuses_the_classification_forward_with_the_same_maps(narrow_models):
+    """What recognition does per batch: one forward, then each method from its feature maps or attention; the maps
+    equal the methods' own calls (a method given no context runs its own forward)."""
+    model = narrow_models["resnet18"]
+    x, targets = torch.randn(3, 3, 64, 64), torch.tensor([1, 7, 3])
+    with torch.no_grad():
+        feature_maps = model.forward_feature_maps(x)
+        _, attentions = model.forward_head(feature_maps)
+    context = BatchContext([4, 0, 9], 0, feature_maps, attentions)
+    for name in ("gradcam", "gradcam++", "layercam", "attention", "attention_product", "scorecam"):
+        method = create_saliency(name, model, batch_size=8) if name == "scorecam" else create_saliency(name, model)
+        assert torch.allclose(method.explain_batch(x, targets, context), method(x, targets), atol=1e-6), name
+        assert torch.allclose(method.explain_batch(x, targets), method(x, targets), atol=1e-6), name
+
+
+def test_random_maps_of_an_evaluation_are_drawn_per_image(narrow_models):
+    """Seeded by (seed, dataset index): the same maps in any batch, another seed gives others."""
+    method = RandomMap(narrow_models["resnet18"])
+    x = torch.randn(4, 3, 64, 64)
+    whole = method.explain_batch(x, None, BatchContext([10, 11, 12, 13], seed=3))
+    halves = [method.explain_batch(x[k:k + 2], None, BatchContext([10 + k, 11 + k], seed=3)) for k in (0, 2)]
+    assert torch.equal(whole, torch.cat(halves))
+    assert torch.equal(whole[1], method.explain_batch(x[:1], None, BatchContext([11], seed=3))[0])
+    assert not torch.equal(whole, method.explain_batch(x, None, BatchContext([10, 11, 12, 13], seed=4)))
 
 
 def test_normalisation_and_helpers():

@@ -6,7 +6,6 @@ import torch
 from safetensors.torch import save_file
 
 from models import (
-    SUPPORTED_BACKBONES,
     CAStreamClassifier,
     CrossAttentionBlock,
     create_model,
@@ -14,6 +13,7 @@ from models import (
     load_backbone_weights,
     load_model_weights,
     parse_model_name,
+    supported_backbones,
 )
 
 
@@ -204,7 +204,7 @@ def test_pickled_code_in_checkpoint_is_not_executed(tmp_path):
         load_backbone_weights(create_model("resnet18"), path)
 
 
-@pytest.mark.parametrize("name", SUPPORTED_BACKBONES)
+@pytest.mark.parametrize("name", supported_backbones())
 def test_every_supported_backbone_builds_a_stream(name):
     # Construction runs a probe forward through the backbone to read the tapped widths.
     model = create_model(name, pool="ca", num_classes=3)
@@ -215,7 +215,7 @@ def test_every_supported_backbone_builds_a_stream(name):
 @pytest.mark.slow
 def test_every_supported_backbone_runs_with_every_head():
     x = torch.randn(1, 3, 64, 64)
-    for name in SUPPORTED_BACKBONES:
+    for name in supported_backbones():
         if name in ("resnet152", "convnext_base", "wide_resnet50_2", "resnet101"):
             continue  # same families as the others; construction alone is checked below
         for pool in ("gap", "ca", "ca_last"):

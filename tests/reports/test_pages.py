@@ -26,9 +26,9 @@ from objrecon_imagenet import main as objrecon_main
 from tests.browser import headless_chromium, unavailable_reason
 from tests.helpers import require_installed
 from utils.data import DataSource, Preprocessing, build_dataset
-from utils.evaluation.methods import build_methods, compute_maps
+from utils.evaluation.methods import build_methods
 from utils.evaluation.model import load_trained_model
-from utils.explain import FastGradientCAM
+from utils.explain import BatchContext
 from utils.faithfulness import METRIC_KEYS, METRICS, metric, paired_difference, predict
 from utils.reports import compare
 from utils.reports.report import thumbnails
@@ -199,14 +199,13 @@ THUMBNAIL_BUDGET = 4.5e6           # bytes for 300 images x (the image + 4 maps)
 
 def gallery_bytes(model, config: dict, images: torch.Tensor, targets: torch.Tensor) -> list[int]:
     """The bytes of each thumbnail of these images: the image and the four methods' maps over it."""
-    methods = build_methods(model, list(GALLERY_METHODS), "auto", seed=0)
+    methods = build_methods(model, list(GALLERY_METHODS), "auto")
     with torch.no_grad():                      # one forward: the CAMs and the attention reuse it, as in recognition
         feature_maps = model.forward_feature_maps(images)
         _, attentions = model.forward_head(feature_maps)
     rows = list(range(len(images)))
-    maps = {name: compute_maps(method, images, targets, rows, 0,
-                               feature_maps if isinstance(method, FastGradientCAM) else None, attentions)
-            for name, method in methods.items()}
+    context = BatchContext(rows, 0, feature_maps, attentions)
+    maps = {name: method.explain_batch(images, targets, context) for name, method in methods.items()}
     sizes = []
     for k in rows:
         made = thumbnails(images[k], {name: m[k] for name, m in maps.items()}, config["mean"], config["std"])

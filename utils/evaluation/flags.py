@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 from models.cli import add_model_arguments
 from utils.data import DATASET_KINDS, DEFAULT_CROP_PCT
@@ -84,3 +89,44 @@ def add_prediction_arguments(group: argparse._ArgumentGroup) -> None:
 def task_of(kind: str, args: argparse.Namespace) -> Task:
     """The task ``kind`` with the prediction flags (one line for a bad threshold or k)."""
     return create_task(kind, args.pred_threshold, args.pred_topk)
+
+
+def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=None, metavar="MODULE",
+                        help="a Python module (a dotted name on the import path, or a .py file) imported before the "
+                             "run, so that what it registers applies, e.g. a saliency method "
+                             "(utils.explain.register_method; see docs/extending.md); repeatable")
+
+
+def import_plugins(plugins: Optional[Sequence[str]]) -> None:
+    """Imports each ``--plugin`` (a module name, or the path of a .py file); one that cannot be found is one line."""
+    for plugin in plugins or ():
+        path = Path(plugin)
+        if path.suffix != ".py":
+            try:
+                importlib.import_module(plugin)
+            except ModuleNotFoundError as error:
+                raise ValueError(f"--plugin {plugin}: {error} (give a module on the import path or a .py file)"
+                                 ) from None
+            continue
+        if not path.is_file():
+            raise ValueError(f"--plugin {plugin}: no such file")
+        loaded = sys.modules.get(path.stem)
+        if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+            continue  # imported by an earlier run of this process: its registrations stand
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[path.stem]
+            raise
+
+
+def with_plugins(run: Callable[[argparse.Namespace], dict]) -> Callable[[argparse.Namespace], dict]:
+    """``run`` preceded by :func:`import_plugins` of the flags' ``--plugin`` modules."""
+    def run_with_plugins(args: argparse.Namespace) -> dict:
+        import_plugins(args.plugin)
+        return run(args)
+    return run_with_plugins

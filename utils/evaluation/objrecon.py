@@ -23,6 +23,7 @@ from typing import Collection, Optional, Sequence
 import torch
 
 from utils.data import PRESENT, ObjectMasks
+from utils.explain import BatchContext
 from utils.faithfulness import (
     CLASS_SOURCES,
     CURVE_METRICS,
@@ -47,7 +48,7 @@ from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
 from .flags import pointing_tolerance
-from .methods import build_methods, compute_maps
+from .methods import build_methods
 from .model import default_store_dir
 from .pairs import pair_key, select
 from .rows import parse_indexes, shard_rows
@@ -83,8 +84,7 @@ def run(args: argparse.Namespace) -> dict:
             _announce(notes, sources, rows, protocol, args, data, env.world_size)
         forward = forward_settings(args, device)
         forward.prepare_model(data.model, device)
-        built = build_methods(data.model, [s.method for s in sources if not s.from_file], args.engine, args.seed,
-                              forward)
+        built = build_methods(data.model, [s.method for s in sources if not s.from_file], args.engine, forward)
         for source in sources:
             source.saliency = built.get(source.method)
         masks = data.dataset.object_masks(rows)
@@ -186,8 +186,8 @@ def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source
             if source.from_file:
                 maps = source.batch_maps(list(zip(pair_rows, classes.tolist())))
             else:
-                maps = compute_maps(source.saliency, pair_images, classes.to(device), pair_rows,
-                                    args.seed).float().cpu()
+                maps = source.saliency.explain_batch(pair_images, classes.to(device),
+                                                     BatchContext(pair_rows, args.seed)).float().cpu()
                 computed[source.method].append(maps)
             batch_maps[source.method] = maps
             out = evaluate_batch(data.model, pair_images, maps, classes, data.mean, data.std, given, forward,
@@ -230,8 +230,8 @@ def _map_size(sources: Sequence[Source], method: str, data: EvaluationData, devi
     does not depend on the class)."""
     source = next(s for s in sources if s.method == method)
     image = data.dataset[0][0]
-    return tuple(compute_maps(source.saliency, image[None].to(device), torch.tensor([0], device=device), [0]
-                              ).shape[1:])
+    return tuple(source.saliency.explain_batch(image[None].to(device), torch.tensor([0], device=device),
+                                               BatchContext([0])).shape[1:])
 
 
 def indices_hash(rows: Sequence[int]) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from utils.data import DIFFICULT, PRESENT, class_name
-from utils.explain import FastGradientCAM, SaliencyMethod
+from utils.explain import BatchContext, SaliencyMethod
 from utils.faithfulness import (
     CALIBRATION_DEFINITION,
     MEAN_AP,
@@ -43,7 +43,7 @@ from utils.runtime.layout import EvaluationFolder
 from utils.task import Task
 
 from .flags import pointing_tolerance
-from .methods import build_methods, compute_maps, method_names
+from .methods import build_methods, method_names, reused
 from .model import default_store_dir
 from .pairs import Pair, pair_key, select
 from .rows import evaluated_indices, parse_indexes, shard_rows
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> dict:
     with distributed_session(args.use_gpu) as (env, device):
         forward = forward_settings(args, device)
         forward.prepare_model(data.model, device)
-        methods = build_methods(data.model, names, args.engine, args.seed, forward)
+        methods = build_methods(data.model, names, args.engine, forward)
         local = shard_rows(indices, args.batch_size, env.rank, env.world_size)
         with contextlib.ExitStack() as hooks:  # every method released, also on errors
             for method in methods.values():
@@ -138,6 +138,7 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
     predictions: list[dict] = []
     pairs: list[Pair] = []
     maps: dict[str, list[torch.Tensor]] = {name: [] for name in methods}
+    kept = reused(methods)
     for batch_rows, images, labels in batches(data.dataset, rows, args.batch_size, args.workers, forward, device,
                                               "recognition", progress):
         labels = labels.to(device)
@@ -149,14 +150,14 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
         positions = [position for position, _ in explained]
         targets = torch.tensor([label for _, label in explained], dtype=torch.long, device=device)
         pairs.extend((batch_rows[position], label) for position, label in explained)
-        for name, method in methods.items():
-            if not explained:  # multi-label --pred: no class of the batch passed the threshold
-                break
-            reused = [select(f, positions) for f in feature_maps] if isinstance(method, FastGradientCAM) else None
-            attention = [select(a, positions) for a in attentions] if attentions is not None else None
-            maps[name].append(compute_maps(method, select(images, positions), targets,
-                                           [batch_rows[p] for p in positions], args.seed, reused,
-                                           attention).float().cpu())
+        if explained and methods:  # multi-label --pred: maybe no class of the batch passed the threshold
+            context = BatchContext(
+                [batch_rows[p] for p in positions], args.seed,
+                [select(f, positions) for f in feature_maps] if "feature_maps" in kept else None,
+                [select(a, positions) for a in attentions] if "attentions" in kept else None)
+            pair_images = select(images, positions)
+            for name, method in methods.items():
+                maps[name].append(method.explain_batch(pair_images, targets, context).float().cpu())
         if task.multi_label:
             scores = task.scores(logits)
             for k, index in enumerate(batch_rows):
@@ -179,7 +180,8 @@ def _empty_maps_like(data: EvaluationData, index: int, methods: dict[str, Salien
     """(0, h, w) per method for a rank with no image (the map size does not depend on the class)."""
     image = data.dataset[index][0][None].to(device)
     target = torch.tensor([0], device=device)
-    return {name: compute_maps(method, image, target, [index])[:0].float().cpu() for name, method in methods.items()}
+    context = BatchContext([index])
+    return {name: method.explain_batch(image, target, context)[:0].float().cpu() for name, method in methods.items()}
 
 
 def classification_summary(rows: Sequence[dict], num_classes: int, class_names: Optional[Sequence[str]]) -> dict:

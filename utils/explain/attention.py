@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import SaliencyMethod, upsample_maps
+from .base import BatchContext, SaliencyMethod, Targets, normalize_maps, upsample_maps
 
 ATTENTION_REDUCTIONS = ("last", "mean", "product")
 
@@ -40,6 +40,13 @@ class AttentionMaps(SaliencyMethod):
         with torch.no_grad():
             _, attentions = self.model.forward_with_attention(images)
         return reduce_attention(attentions, self.reduction)
+
+    def explain_batch(self, images: Tensor, targets: Targets = None, context: Optional[BatchContext] = None
+                      ) -> Tensor:
+        """The maps from the attention of the batch's classification forward, where ``context`` holds it."""
+        if context is None or context.attentions is None:
+            return self(images, targets)
+        return normalize_maps(reduce_attention(context.attentions, self.reduction))
 
 
 def reduce_attention(attentions: Sequence[Tensor], reduction: str = "last") -> Tensor:

@@ -7,6 +7,13 @@ resolution (the grid on which it forms the map, see ``resolution``), ReLU'd and 
 [0, 1] (a constant map becomes all zeros, never NaN). Upsampling is the caller's business (:func:`upsample_maps`),
 so that evaluation decides it once, the same way for every method.
 
+In an evaluation a method is called as ``method.explain_batch(images, targets, context)`` instead: the
+:class:`BatchContext` says which dataset images the batch holds, the run's seed, and what the batch's
+classification forward already computed. The base class runs the method; subclasses override that one hook to
+reuse the forward (the fast gradient CAMs its feature maps, the attention maps its attention; ``reuses`` names
+what they read) or to draw per image (the random baseline), as pytorch-grad-cam's subclasses override one hook of
+``BaseCAM``.
+
 Every call runs the model in eval mode and leaves it as it was: training flags of every module, the parameters'
 ``.grad`` and the module hooks are restored, also when the call raises. Hooks live only for the duration of one
 call, so a method object can stay alive across thousands of batches without capturing anything in between.
@@ -14,6 +21,7 @@ call, so a method object can stay alive across thousands of batches without capt
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -23,6 +31,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Targets = Optional[Union[Tensor, Sequence[int]]]
+REUSABLE = ("feature_maps", "attentions")  # the parts of a classification forward a method may reuse
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What an evaluation knows of a batch besides its images and targets.
+
+    ``indices``: the dataset index of each image (methods that draw at random seed each image from
+    (``seed``, index), so that their maps do not depend on batching or sharding). ``feature_maps``: the batch's
+    ``model.forward_feature_maps(images)``; ``attentions``: the CA stream's attention from ``model.forward_head``;
+    None where the evaluation did not keep them (a method then runs its own forward).
+    """
+
+    indices: Optional[Sequence[int]] = None
+    seed: int = 0
+    feature_maps: Optional[Sequence[Tensor]] = None
+    attentions: Optional[Sequence[Tensor]] = None
 
 
 def normalize_maps(maps: Tensor) -> Tensor:
@@ -99,6 +124,7 @@ class SaliencyMethod:
     name: str = "saliency"
     engine: str = "none"
     resolution: str = "feature map"
+    reuses: tuple[str, ...] = ()  # the parts of the classification forward (REUSABLE) explain_batch reads
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -112,6 +138,12 @@ class SaliencyMethod:
         with side_effect_free(self.model):
             maps = self.compute(images, targets)
         return normalize_maps(maps.to(images.device))
+
+    def explain_batch(self, images: Tensor, targets: Targets = None, context: Optional[BatchContext] = None
+                      ) -> Tensor:
+        """The maps of an evaluation batch, as ``self(images, targets)`` gives them (the default); ``context`` may
+        spare the method its own forward (see ``reuses``)."""
+        return self(images, targets)
 
     def checked_inputs(self, images: Tensor, targets: Targets) -> tuple[Tensor, Optional[Tensor]]:
         """``images`` on the model's device and dtype, ``targets`` as class indices (one per image) or None."""

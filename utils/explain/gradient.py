@@ -11,6 +11,7 @@ from torch import Tensor
 from utils.runtime.forward import ForwardSettings
 
 from .base import (
+    BatchContext,
     SaliencyMethod,
     Targets,
     model_device_dtype,
@@ -77,10 +78,12 @@ class FastGradientCAM(SaliencyMethod):
             feature_maps = self.model.forward_feature_maps(images)
         return self._cam(feature_maps, targets)
 
-    def from_feature_maps(self, images: Tensor, feature_maps: Sequence[Tensor], targets: Targets) -> Tensor:
+    def explain_batch(self, images: Tensor, targets: Targets = None, context: Optional[BatchContext] = None
+                      ) -> Tensor:
         """The normalised maps of ``images`` from the feature maps their classification forward already computed
-        (``model.forward_feature_maps(images)``): the backbone does not run again."""
-        if not self._applies(images):
+        (``context.feature_maps``, ``model.forward_feature_maps(images)``): the backbone does not run again."""
+        feature_maps = None if context is None else context.feature_maps
+        if feature_maps is None or not self._applies(images):
             return self(images, targets)
         images, targets = self.checked_inputs(images, targets)
         with side_effect_free(self.model):
