@@ -8,6 +8,7 @@ import timm
 
 from .classifier import POOL_TYPES, CAStreamClassifier, default_cam_target_layer, default_stream_taps
 from .families import GENERIC, BackboneFamily, family_of, register_family, supported_backbones
+from .settings import DEFAULT_MODEL, ModelSettings
 from .stream import CAStream, CrossAttentionBlock
 from .weights import (
     PACKAGED_WEIGHTS,
@@ -120,7 +121,8 @@ def create_model_from_config(config: dict) -> CAStreamClassifier:
 
 
 __all__ = [
-    "BackboneFamily", "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "GENERIC", "LoadReport", "POOL_TYPES",
+    "BackboneFamily", "CAStream", "CAStreamClassifier", "CrossAttentionBlock", "DEFAULT_MODEL", "GENERIC",
+    "LoadReport", "ModelSettings", "POOL_TYPES",
     "create_model", "create_model_from_config", "data_config", "default_cam_target_layer", "default_stream_taps",
     "family_of", "PACKAGED_WEIGHTS", "has_offline_weights", "load_backbone_weights", "load_model_weights",
     "packaged_state_dict", "model_config", "parse_model_name", "read_state_dict", "register_family",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .classifier import POOL_TYPES
+from .settings import ModelSettings
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -19,3 +20,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     group.add_argument("--classes", type=int, default=None,
                        help="number of classes (default: from the data or the run's config.json)")
     return group
+
+
+def model_settings_from_flags(args: argparse.Namespace) -> ModelSettings:
+    """The model settings of parsed flags: those of :func:`add_model_arguments`, and the training flags
+    (``--pretrained``, ``--init_from``, ``--freeze``, ``--drop_rate``) where the script has them."""
+    return ModelSettings(name=args.model, pool=args.pool, heads=args.heads, classes=args.classes,
+                         pretrained=getattr(args, "pretrained", None), init_from=getattr(args, "init_from", None),
+                         freeze=getattr(args, "freeze", False), drop_rate=getattr(args, "drop_rate", 0.0))

@@ -22,6 +22,7 @@ from tests.helpers import error_of
 from utils.evaluation.model import load_trained_model
 from utils.runtime.io import atomic_write, load_training_state, save_training_state
 from utils.task import PassScore
+from utils.training.flags import settings_from_flags
 from utils.training.loops import EpochStats
 from utils.training.trainer import Trainer
 
@@ -393,7 +394,7 @@ def test_val_csv_beside_a_list_file_is_the_validation_list(tmp_path, small_built
     args = main_INets.build_parser().parse_args([
         *TINY, "--root_data", str(small_builtin / "images"), "--path_list", str(lists / "train.csv"), "--heads", "1",
         "--no-pretrained", "--store_dir", str(tmp_path / "r")])
-    trainer = Trainer(args)
+    trainer = Trainer(settings_from_flags(args))
     assert (len(trainer.train_set), len(trainer.val_set)) == (120, 48)  # all of train.csv, all of val.csv
     assert f"validation: list {lists / 'val.csv'}" in capsys.readouterr().out
 

@@ -3,7 +3,6 @@
 count, every label checked against it before training starts."""
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,15 +12,15 @@ from torch.utils.data import Subset
 
 from utils.data import (
     CLASSES_FILENAME,
-    DataSource,
     EpochSeededDataset,
     ImageDataset,
-    Preprocessing,
     build_dataset,
     subset_indices,
     training_sources,
 )
 from utils.runtime.distributed import shard_indices
+
+from .settings import TrainingDataSettings
 
 
 @dataclass
@@ -34,50 +33,51 @@ class TrainingData:
     task: str  # single-label or multi-label
 
 
-def build_training_data(args: argparse.Namespace, mean, std, rank: int, world_size: int) -> TrainingData:
-    """Train and validation datasets, the model's class count and the class names: the built-in set by default,
-    else ``--root_data``/``--path_list``.
+def build_training_data(settings: TrainingDataSettings, classes: Optional[int], seed: int, mean, std, rank: int,
+                        world_size: int) -> TrainingData:
+    """Train and validation datasets, the model's class count (``classes``, else the data's) and the class names:
+    the built-in set by default, else ``--root_data``/``--path_list``.
 
-    Without a validation list, ``--val_split`` of the training list is held out (seeded). Every label of both
-    lists is checked against the class count here, so a bad one names its file and line before training starts.
-    ``--dataset voc``: ``--path_list`` / ``--val_list`` name image sets (default train / val) or multi-label lists,
-    checked against the devkit's classes when read.
+    Without a validation list, ``--val_split`` of the training list is held out (seeded by ``seed``). Every label
+    of both lists is checked against the class count here, so a bad one names its file and line before training
+    starts. ``--dataset voc``: ``--path_list`` / ``--val_list`` name image sets (default train / val) or multi-label
+    lists, checked against the devkit's classes when read.
     """
-    if args.root_data is not None and not Path(args.root_data).is_dir():
-        raise FileNotFoundError(f"--root_data {args.root_data} is not a folder")
-    preprocessing = Preprocessing(args.imsize, mean=mean, std=std, crop_scale=tuple(args.crop_scale))
-    train_source, val_source = training_sources(DataSource(args.dataset, args.root_data, args.path_list),
-                                                args.val_root, args.val_list)
-    train_set = build_dataset(train_source, preprocessing, train=True, num_classes=args.classes)
+    root = settings.source.root
+    if root is not None and not Path(root).is_dir():
+        raise FileNotFoundError(f"--root_data {root} is not a folder")
+    preprocessing = settings.preprocessing(mean, std)
+    train_source, val_source = training_sources(settings.source, settings.val_root, settings.val_list)
+    train_set = build_dataset(train_source, preprocessing, train=True, num_classes=classes)
     if len(train_set) == 0:
         raise ValueError(f"--path_list {train_source.listing} lists no images")
-    num_classes, classes_origin = _count_classes(args, train_set)
+    num_classes, classes_origin = _count_classes(classes, train_set)
     if val_source is not None:
-        val_set = build_dataset(val_source, preprocessing, train=False, num_classes=args.classes)
+        val_set = build_dataset(val_source, preprocessing, train=False, num_classes=classes)
         train_indices, val_indices = list(range(len(train_set))), list(range(len(val_set)))
         validation = f"validation: {val_set.origin}"
     else:
-        val_set = build_dataset(train_source, preprocessing, train=False, num_classes=args.classes)
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed)).tolist()
-        held_out = int(round(len(order) * args.val_split))
+        val_set = build_dataset(train_source, preprocessing, train=False, num_classes=classes)
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).tolist()
+        held_out = int(round(len(order) * settings.val_split))
         val_indices, train_indices = sorted(order[:held_out]), sorted(order[held_out:])
-        source = train_source.listing or args.root_data
-        validation = (f"validation: {held_out} images of {source} held out (--val_split {args.val_split}; no "
+        source = train_source.listing or root
+        validation = (f"validation: {held_out} images of {source} held out (--val_split {settings.val_split}; no "
                       f"--val_list, no val.csv or val.txt beside the training list)") if held_out else \
             "validation: none (--val_split 0 and no validation list)"
     for dataset in (train_set, val_set):
         dataset.check_labels(num_classes, classes_origin)
-    train_indices = [train_indices[i] for i in subset_indices(len(train_indices), args.fraction, args.seed)]
-    train = EpochSeededDataset(Subset(train_set, train_indices), args.seed)
+    train_indices = [train_indices[i] for i in subset_indices(len(train_indices), settings.fraction, seed)]
+    train = EpochSeededDataset(Subset(train_set, train_indices), seed)
     # Each rank validates its own shard, without the padding a DistributedSampler would add.
     val = Subset(val_set, shard_indices(val_indices, rank, world_size)) if val_indices else None
     return TrainingData(train, val, num_classes, train_set.classes, validation, train_set.task)
 
 
-def _count_classes(args: argparse.Namespace, train_set: ImageDataset) -> tuple[int, str]:
+def _count_classes(classes: Optional[int], train_set: ImageDataset) -> tuple[int, str]:
     """The model's class count, and where it comes from (for error messages)."""
-    if args.classes:
-        return args.classes, f"--classes {args.classes}"
+    if classes:
+        return classes, f"--classes {classes}"
     if train_set.classes:
         return len(train_set.classes), f"the {len(train_set.classes)} classes of {train_set.classes_origin}"
     labels = set(train_set.targets)

@@ -2,7 +2,6 @@
 multi-label data, BCE with logits on multi-hot targets that mixup/cutmix mix."""
 from __future__ import annotations
 
-import argparse
 from typing import Optional
 
 import timm.optim
@@ -12,6 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+from .settings import LossSettings, OptimizerSettings, ScheduleSettings
 
 CRITERIA = ("CrossEntropy", "BCELogitsLoss")
 SCHEDULES = ("multistep", "step", "cosine", "none")
@@ -61,28 +62,29 @@ def build_criterion(name: str, smoothing: float, mixup_active: bool, multi_label
     return LabelSmoothingCrossEntropy(smoothing) if smoothing > 0 else nn.CrossEntropyLoss()
 
 
-def build_mixup(args: argparse.Namespace, num_classes: int, multi_label: bool = False) -> Optional[Mixup]:
-    if args.mixup <= 0 and args.cutmix <= 0:
+def build_mixup(loss: LossSettings, num_classes: int, multi_label: bool = False) -> Optional[Mixup]:
+    if not loss.mixes:
         return None
     if multi_label:
-        return MultiLabelMixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
-                               switch_prob=args.mixup_switch_prob, label_smoothing=0.0, num_classes=num_classes)
-    return Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
-                 switch_prob=args.mixup_switch_prob, label_smoothing=args.smoothing, num_classes=num_classes)
+        return MultiLabelMixup(mixup_alpha=loss.mixup, cutmix_alpha=loss.cutmix, prob=loss.mixup_prob,
+                               switch_prob=loss.mixup_switch_prob, label_smoothing=0.0, num_classes=num_classes)
+    return Mixup(mixup_alpha=loss.mixup, cutmix_alpha=loss.cutmix, prob=loss.mixup_prob,
+                 switch_prob=loss.mixup_switch_prob, label_smoothing=loss.smoothing, num_classes=num_classes)
 
 
-def build_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
-    return timm.optim.create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
-                                          momentum=args.momentum)
+def build_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    return timm.optim.create_optimizer_v2(model, opt=settings.opt, lr=settings.lr, weight_decay=settings.weight_decay,
+                                          momentum=settings.momentum)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, args: argparse.Namespace, updates_per_epoch: int):
-    """timm's schedule of ``--sched`` (None for 'none'), stepped per epoch; warm-up per update."""
-    if args.sched == "none":
+def build_scheduler(optimizer: torch.optim.Optimizer, settings: ScheduleSettings, epochs: int, updates_per_epoch: int):
+    """timm's schedule of ``settings.sched`` over ``epochs`` (None for 'none'), stepped per epoch; warm-up per
+    update."""
+    if settings.sched == "none":
         return None
     scheduler, _ = timm.scheduler.create_scheduler_v2(
-        optimizer, sched=args.sched, num_epochs=args.epochs, decay_epochs=args.decay_epochs,
-        decay_milestones=args.milestones, decay_rate=args.decay_rate, min_lr=args.min_lr,
-        warmup_lr=args.warmup_lr, warmup_epochs=args.warmup_epochs, step_on_epochs=True,
+        optimizer, sched=settings.sched, num_epochs=epochs, decay_epochs=settings.decay_epochs,
+        decay_milestones=list(settings.milestones), decay_rate=settings.decay_rate, min_lr=settings.min_lr,
+        warmup_lr=settings.warmup_lr, warmup_epochs=settings.warmup_epochs, step_on_epochs=True,
         updates_per_epoch=updates_per_epoch)
     return scheduler

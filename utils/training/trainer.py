@@ -2,10 +2,11 @@
 writes files."""
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -13,11 +14,10 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from models import create_model, data_config, load_backbone_weights, model_config, parse_model_name
+from models import ModelSettings, create_model, data_config, load_backbone_weights, model_config, parse_model_name
 from models.weights import resolve_weights_path
 from utils.data import SINGLE_LABEL, EpochIndexSampler
 from utils.runtime.distributed import cleanup_distributed, setup_distributed
-from utils.runtime.forward import ForwardSettings
 from utils.runtime.layout import RunFolder
 from utils.runtime.progress import on_terminal
 from utils.runtime.seeding import derived_seed, seed_everything
@@ -26,7 +26,9 @@ from utils.task import create_task
 from .data import build_training_data
 from .log import RunLog
 from .loops import EpochStats, Optimisation, evaluate, train_one_epoch
+from .pipeline import TrainingResult
 from .recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
+from .settings import TrainingSettings
 
 # A resumed run must rebuild the same network and learn the same task: these config entries have to agree
 # (runs saved before the task was recorded are single-label).
@@ -43,47 +45,56 @@ def _check_resume_config(saved: dict, config: dict, path: Path) -> None:
 
 
 class Trainer:
-    """Runs one training job; only rank 0 writes files."""
+    """Runs one training job as ``settings`` say; only rank 0 writes files, ``record`` as the run's ``args.yaml``
+    (default: the settings themselves, their defaults resolved)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.env, self.device = setup_distributed(args.use_gpu)
+    def __init__(self, settings: TrainingSettings, record: Optional[Mapping[str, Any]] = None) -> None:
+        # training's model defaults (a no-op on the flags' settings, which have them)
+        self.settings = settings = dataclasses.replace(settings, model=settings.model.for_training())
+        self.record = dict(record) if record is not None else None
+        run, model = settings.run, settings.model
+        self.env, self.device = setup_distributed(run.use_gpu)
         self.is_main = self.env.is_main
         # progress bars belong on a terminal; batch jobs log to files (see _step_printer)
         self.progress_bars = self.is_main and on_terminal()
-        self.run = RunFolder(args.store_dir)
-        if not args.resume and not args.overwrite:
+        self.run = RunFolder(run.store_dir)
+        if not run.resume and not run.overwrite:
             # every rank checks before rank 0 writes anything (DDP's set-up below is the rendezvous)
             self.run.check_not_a_run()
-        if args.fixed:
+        if run.fixed:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        seed_everything(args.seed)
-        backbone_name, self.pool = parse_model_name(args.model, args.pool)
-        mean, std = _normalisation(args, backbone_name)
-        data = build_training_data(args, mean, std, self.env.rank, self.env.world_size)
+        seed_everything(run.seed)
+        backbone_name, self.pool = parse_model_name(model.name, model.pool)
+        mean, std = _normalisation(model, backbone_name)
+        data = build_training_data(settings.data, model.classes, run.seed, mean, std, self.env.rank,
+                                   self.env.world_size)
         self.train_set, self.val_set, num_classes = data.train, data.val, data.num_classes
         self.log(data.validation)
-        self.forward = ForwardSettings(device=self.device, amp=args.amp, channels_last=args.channels_last,
-                                       chunk=args.batch_size, compile=args.compile)
+        self.forward = dataclasses.replace(settings.forward, device=self.device, chunk=run.batch_size)
         self.task = create_task(data.task)
+        # the task's criterion unless the settings name one, resolved here so that a run's args.yaml records it
+        loss = dataclasses.replace(settings.loss, criterion=settings.loss.criterion_for(self.task.default_criterion))
+        self.settings = settings = dataclasses.replace(settings, loss=loss)
         self.num_classes = num_classes
-        # the task's loss unless --criterion names one; set on args so that args.yaml records it
-        args.criterion = args.criterion or self.task.default_criterion
         self.class_names = data.class_names or [str(c) for c in range(num_classes)]
         self.model = self._build_model(num_classes)
-        self.config = model_config(self.model, backbone_name, args.imsize, mean, std, data.class_names, data.task)
+        self.config = model_config(self.model, backbone_name, settings.data.imsize, mean, std, data.class_names,
+                                   data.task)
         self.train_loader = self._loader(self.train_set, train=True)
         self.val_loader = self._loader(self.val_set, train=False) if self.val_set is not None else None
-        optimizer = build_optimizer(self.model, args)
+        optimizer = build_optimizer(self.model, settings.optimizer)
+        ema = settings.optimizer.ema
         self.optimisation = Optimisation(
-            criterion=build_criterion(args.criterion, args.smoothing, args.mixup > 0 or args.cutmix > 0,
-                                      self.task.multi_label),
-            optimizer=optimizer, scheduler=build_scheduler(optimizer, args, len(self.train_loader)),
-            mixup=build_mixup(args, num_classes, self.task.multi_label),
-            scaler=torch.amp.GradScaler("cuda") if args.amp == "fp16" and self.device.type == "cuda" else None,
-            clip_grad=args.clip_grad, ema=ModelEmaV3(self.model, decay=args.ema_decay) if args.ema else None)
-        self.start_epoch, self.best_accuracy, self.log_rows = 0, -math.inf, []
+            criterion=build_criterion(loss.criterion, loss.smoothing, loss.mixes, self.task.multi_label),
+            optimizer=optimizer,
+            scheduler=build_scheduler(optimizer, settings.schedule, run.epochs, len(self.train_loader)),
+            mixup=build_mixup(loss, num_classes, self.task.multi_label),
+            scaler=torch.amp.GradScaler("cuda") if self.forward.amp == "fp16" and self.device.type == "cuda"
+            else None,
+            clip_grad=settings.optimizer.clip_grad,
+            ema=ModelEmaV3(self.model, decay=settings.optimizer.ema_decay) if ema else None)
+        self.start_epoch, self.best_accuracy, self.best_epoch, self.log_rows = 0, -math.inf, 0, []
         self._resume()
         self.ddp_model = self.model
         if self.env.is_distributed:
@@ -91,36 +102,38 @@ class Trainer:
                                                      else None)
 
     def _build_model(self, num_classes: int) -> nn.Module:
-        args = self.args
-        model = create_model(args.model, pool=args.pool, num_classes=num_classes, heads=args.heads,
-                             pretrained=args.pretrained, drop_rate=args.drop_rate)
-        if args.init_from:
-            report = load_backbone_weights(model, args.init_from)
+        settings = self.settings.model
+        model = create_model(settings.name, pool=settings.pool, num_classes=num_classes, heads=settings.heads,
+                             pretrained=settings.pretrained, drop_rate=settings.drop_rate)
+        if settings.init_from:
+            report = load_backbone_weights(model, settings.init_from)
             self.log(f"--init_from: {report}")
-        if args.freeze:
+        if settings.freeze:
             model.freeze_backbone()
         return self.forward.prepare_model(model, self.device)
 
     def _loader(self, dataset, train: bool) -> DataLoader:
+        run = self.settings.run
         sampler = None
         if train:
             sampler = EpochIndexSampler(DistributedSampler(dataset, num_replicas=self.env.world_size,
-                                                           rank=self.env.rank, shuffle=True, seed=self.args.seed))
-        return DataLoader(dataset, batch_size=self.args.batch_size, sampler=sampler, shuffle=False,
-                          num_workers=self.args.workers, pin_memory=self.device.type == "cuda",
-                          drop_last=train and len(dataset) >= self.args.batch_size * self.env.world_size,
-                          persistent_workers=self.args.workers > 0)
+                                                           rank=self.env.rank, shuffle=True, seed=run.seed))
+        return DataLoader(dataset, batch_size=run.batch_size, sampler=sampler, shuffle=False,
+                          num_workers=run.workers, pin_memory=self.device.type == "cuda",
+                          drop_last=train and len(dataset) >= run.batch_size * self.env.world_size,
+                          persistent_workers=run.workers > 0)
 
     def _resume(self) -> None:
-        if not self.args.resume:
+        resume = self.settings.run.resume
+        if not resume:
             return
         # the folder's config.json (also left by a start killed before its first epoch committed) must describe
         # this network, whichever state resumes: a new config.json never lands beside another network's weights
         if self.run.config.is_file():
             _check_resume_config(self.run.read_config(), self.config, self.run.config)
-        path = self.run.state if self.args.resume == "auto" else Path(self.args.resume)
+        path = self.run.state if resume == "auto" else Path(resume)
         if not path.exists():
-            if self.args.resume == "auto":
+            if resume == "auto":
                 self.log(f"--resume: no {path} yet, starting from scratch")
                 return
             raise FileNotFoundError(f"--resume {path}: file not found")
@@ -136,6 +149,7 @@ class Trainer:
         self.start_epoch = state["epoch"]
         self.best_accuracy = state["best_accuracy"]
         self.log_rows = state["log"] if "log" in state else self.run.read_log(self.start_epoch)
+        self.best_epoch = _best_epoch(self.log_rows, self.task.score_key, self.best_accuracy)
         if optimisation.scheduler is not None:
             # timm schedules are functions of the epoch: re-planned from the flags, as timm's train.py does,
             # so a resumed run may also extend --epochs.
@@ -152,7 +166,7 @@ class Trainer:
     def _step_printer(self, epoch: int) -> Optional[Callable[[int, float], None]]:
         """Plain lines every ``--log_interval`` steps (and at the epoch's last) where there are no progress bars:
         a log file would keep every redraw of a bar."""
-        interval, steps = self.args.log_interval, len(self.train_loader)
+        interval, steps = self.settings.run.log_interval, len(self.train_loader)
         if self.progress_bars or not self.is_main or interval <= 0:
             return None
         losses = []
@@ -180,7 +194,8 @@ class Trainer:
         """Every file of the epoch, then ``last.pth``, the commit point: a kill before it redoes the epoch,
         so no due checkpoint, weights file or log row is skipped."""
         run, state = self.run, self._training_state(epoch)
-        if self.args.s_iterations and epoch % self.args.s_iterations == 0:
+        every = self.settings.run.s_iterations
+        if every and epoch % every == 0:
             run.save_state(run.checkpoint(epoch), state)
         weights = self.model.state_dict()
         meta = {"epoch": epoch, "backbone": self.config["backbone"], "pool": self.config["pool"]}
@@ -192,37 +207,39 @@ class Trainer:
         run_log.append(self.log_rows[-1])
         run.save_state(run.state, state)
 
-    def fit(self) -> dict:
-        args = self.args
+    def fit(self) -> TrainingResult:
+        """Trains from the start (or resumed) epoch to the last; the result describes the run folder."""
+        run = self.settings.run
         run_log = None
         if self.is_main:
-            if args.overwrite:
+            if run.overwrite:
                 self.run.remove_run_files()
             self.run.path.mkdir(parents=True, exist_ok=True)
             self.run.remove_stale_temporaries()
             self.run.save_config(self.config)
-            self.run.save_args(vars(args))
+            self.run.save_args(self.record if self.record is not None else self.settings.as_record())
             run_log = RunLog(self.run, self.log_rows)
             stream = self.model.num_stream_parameters()
             trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-            self.log(f"{args.model} pool={self.pool}: {trainable:,} trainable parameters "
+            self.log(f"{self.settings.model.name} pool={self.pool}: {trainable:,} trainable parameters "
                      f"({stream:,} in the stream), {len(self.train_set)} training images, "
                      f"world size {self.env.world_size}, device {self.device}")
-        summary = {}
         try:
-            for epoch in range(self.start_epoch, args.epochs):
-                summary = self._run_epoch(epoch, run_log)
+            for epoch in range(self.start_epoch, run.epochs):
+                self._run_epoch(epoch, run_log)
         finally:
             if run_log is not None:
                 run_log.close()
             cleanup_distributed()
         self.log(f"run folder: {self.run.path.resolve()}")
-        return summary
+        return TrainingResult(run_dir=self.run.path, config=self.config, rows=tuple(map(dict, self.log_rows)),
+                              score_key=self.task.score_key, best_score=self.best_accuracy,
+                              best_epoch=self.best_epoch)
 
     def _run_epoch(self, epoch: int, run_log: Optional[RunLog]) -> dict:
-        args = self.args
+        run = self.settings.run
         # Re-seeding per epoch makes a resumed run draw exactly what the uninterrupted one drew.
-        seed_everything(derived_seed(args.seed, epoch, self.env.rank))
+        seed_everything(derived_seed(run.seed, epoch, self.env.rank))
         self.train_loader.sampler.set_epoch(epoch)
         optimisation = self.optimisation
         train = train_one_epoch(self.ddp_model, self.train_loader, optimisation, self.forward, self.device, epoch,
@@ -236,7 +253,8 @@ class Trainer:
                            self.num_classes, desc=f"epoch {epoch + 1} val")
         score = val.score if val is not None else train.score
         improved = score > self.best_accuracy
-        self.best_accuracy = max(self.best_accuracy, score)
+        if improved:
+            self.best_accuracy, self.best_epoch = score, epoch + 1
         row = {"epoch": epoch + 1, **self._scores("train", train), **self._scores("val", val),
                "lr": optimisation.lr, "images_per_s": round(train.throughput, 2)}
         self.log_rows.append(row)
@@ -244,7 +262,7 @@ class Trainer:
             self._save(epoch + 1, improved, run_log)
             name = self.task.score_label
             val_text = f" | val loss {val.loss:.4f} {name} {val.score:.2f}%" if val else ""
-            self.log(f"epoch {epoch + 1}/{args.epochs} | train loss {train.loss:.4f} {name} {train.score:.2f}%"
+            self.log(f"epoch {epoch + 1}/{run.epochs} | train loss {train.loss:.4f} {name} {train.score:.2f}%"
                      f"{val_text} | {train.throughput:.1f} img/s")
         return row
 
@@ -262,12 +280,23 @@ class Trainer:
             columns.update({f"val_ap_{name}": cell(ap) for name, ap in zip(self.class_names, class_ap)})
         return columns
 
-def _normalisation(args: argparse.Namespace, backbone: str) -> tuple[tuple, tuple]:
-    """The input statistics the starting weights expect: those of the --init_from run, else the pretrained config
+def _normalisation(model: ModelSettings, backbone: str) -> tuple[tuple, tuple]:
+    """The input statistics the starting weights expect: those of the ``init_from`` run, else the pretrained config
     of the backbone's weights (timm's, or the packaged weights')."""
-    if args.init_from:
-        run = RunFolder(resolve_weights_path(args.init_from).parent)
+    if model.init_from:
+        run = RunFolder(resolve_weights_path(model.init_from).parent)
         if run.config.is_file():
             config = run.read_config()
             return tuple(config["mean"]), tuple(config["std"])
-    return data_config(backbone, pretrained=args.pretrained)
+    return data_config(backbone, pretrained=model.pretrained)
+
+
+def _best_epoch(rows: list[Mapping], score_key: str, best: float) -> int:
+    """The epoch of score ``best`` among the log rows of a resumed run (validation's score, else training's, as
+    :meth:`Trainer._run_epoch` picks it; the rows hold it rounded)."""
+    for row in rows:
+        cell = row.get(f"val_{score_key}", "")
+        score = cell if cell != "" else row.get(f"train_{score_key}", "")
+        if score != "" and math.isclose(float(score), best, abs_tol=1e-4):
+            return int(row["epoch"])
+    return 0
