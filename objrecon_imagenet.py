@@ -27,9 +27,10 @@ from utils.evaluation.flags import (
     add_pointing_argument,
     add_prediction_arguments,
     add_trained_model_arguments,
+    evaluation_settings,
     with_plugins,
 )
-from utils.evaluation.saved_maps import DEFAULT_METHOD
+from utils.evaluation.settings import DEFAULT_METHOD
 from utils.explain import ENGINES
 from utils.faithfulness import CLASS_SOURCES, PROTOCOLS
 from utils.reports.report import DEFAULT_GALLERY_IMAGES
@@ -86,10 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Runs the flags' evaluation and returns its summary (summary.json's content; {} on ranks other than 0)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(build_parser(), argv)
-    args.argv = argv
-    from utils.evaluation.objrecon import run  # after parsing, so --help stays fast
+    from utils.evaluation.objrecon import evaluate  # after parsing, so --help stays fast
+
+    def run(flags: argparse.Namespace) -> dict:
+        result = evaluate(evaluation_settings(flags, argv))
+        return {} if result is None else result.summary
+
     return run_or_exit(with_plugins(run), args)
 
 

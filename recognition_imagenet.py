@@ -24,6 +24,7 @@ from utils.evaluation.flags import (
     add_pointing_argument,
     add_prediction_arguments,
     add_trained_model_arguments,
+    recognition_settings,
     with_plugins,
 )
 from utils.explain import ENGINES
@@ -72,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Runs the flags' evaluation and returns its report (classification.json's content)."""
     args = parse_args(build_parser(), argv)
-    from utils.evaluation.recognition import run  # after parsing, so --help stays fast
-    return run_or_exit(with_plugins(run), args)
+    from utils.evaluation.recognition import recognise  # after parsing, so --help stays fast
+    return run_or_exit(with_plugins(lambda flags: recognise(recognition_settings(flags)).report), args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The flags recognition_imagenet.py and objrecon_imagenet.py share: same names, same meaning."""
+"""The flags recognition_imagenet.py and objrecon_imagenet.py share (same names, same meaning), and the one place
+that reads them: :func:`recognition_settings` and :func:`evaluation_settings` turn the parsed flags into the
+pipelines' frozen settings (:mod:`.settings`)."""
 from __future__ import annotations
 
 import argparse
@@ -10,10 +12,20 @@ from typing import Callable, Optional, Sequence
 
 from models.cli import add_model_arguments
 from utils.data import DATASET_KINDS, DEFAULT_CROP_PCT
-from utils.runtime.forward import AMP_DTYPES
-from utils.task import PRED_THRESHOLD, Task, create_task
+from utils.runtime.forward import AMP_DTYPES, ForwardSettings
+from utils.task import PRED_THRESHOLD
 
-MULTI_LABEL_TOLERANCE = 15.0  # pixels: the pointing game of Zhang et al. (Excitation Backprop) on Pascal VOC
+from .rows import parse_indexes
+from .settings import (
+    DEFAULT_METHOD,
+    MULTI_LABEL_TOLERANCE,
+    DataSubset,
+    EvaluatedData,
+    EvaluationSettings,
+    RecognitionSettings,
+    Saliency,
+    TrainedModel,
+)
 
 
 def add_evaluation_data_arguments(parser: argparse.ArgumentParser, batch_help: str = "images per batch and process",
@@ -59,14 +71,6 @@ def add_pointing_argument(group: argparse._ArgumentGroup) -> None:
                             "else 0)")
 
 
-def pointing_tolerance(args: argparse.Namespace, multi_label: bool) -> float:
-    if args.pointing_tolerance is not None:
-        if args.pointing_tolerance < 0:
-            raise ValueError(f"--pointing_tolerance must be >= 0, got {args.pointing_tolerance}")
-        return args.pointing_tolerance
-    return MULTI_LABEL_TOLERANCE if multi_label else 0.0
-
-
 def add_forward_arguments(group: argparse._ArgumentGroup, amp_help: str) -> None:
     """Where and how the model's forwards run (see :class:`~utils.runtime.forward.ForwardSettings`)."""
     group.add_argument("--use_gpu", action="store_true", help="run on CUDA (cuda:LOCAL_RANK under torchrun/SLURM)")
@@ -86,9 +90,46 @@ def add_prediction_arguments(group: argparse._ArgumentGroup) -> None:
                        help="multi-label models: --pred explains the K classes of highest score instead")
 
 
-def task_of(kind: str, args: argparse.Namespace) -> Task:
-    """The task ``kind`` with the prediction flags (one line for a bad threshold or k)."""
-    return create_task(kind, args.pred_threshold, args.pred_topk)
+def trained_model(args: argparse.Namespace) -> TrainedModel:
+    return TrainedModel(args.state_root, model=args.model, pool=args.pool, heads=args.heads, classes=args.classes,
+                        pretrained=getattr(args, "pretrained", False))
+
+
+def evaluated_data(args: argparse.Namespace) -> EvaluatedData:
+    return EvaluatedData(kind=args.dataset, root=args.root_data, listing=args.path_lbl, imsize=args.imsize,
+                         crop_pct=args.crop_pct, squash=args.squash,
+                         subset=DataSubset(args.fraction, args.seed, parse_indexes(args.indexes)),
+                         batch_size=args.batch_size, workers=args.workers)
+
+
+def forward_settings(args: argparse.Namespace) -> ForwardSettings:
+    """The forward flags (the device is chosen when the run starts: ``--use_gpu``); a chunk is a batch."""
+    return ForwardSettings(amp=args.amp, channels_last=args.channels_last, chunk=args.batch_size,
+                           compile=args.compile)
+
+
+def recognition_settings(args: argparse.Namespace) -> RecognitionSettings:
+    """recognition_imagenet.py's flags as settings. Naming a method asks for its maps; ``--salient`` alone means
+    the default method."""
+    methods = tuple(args.method or [DEFAULT_METHOD]) if args.salient or args.method else ()
+    return RecognitionSettings(
+        trained_model(args), evaluated_data(args),
+        Saliency(methods, engine=args.engine, class_source="pred" if args.pred else "gt",
+                 pred_threshold=args.pred_threshold, pred_topk=args.pred_topk),
+        forward_settings(args), use_gpu=args.use_gpu, store_dir=args.store_dir, report=args.report,
+        n_overlays=args.n_overlays, ap=args.ap, pointing_tolerance=args.pointing_tolerance)
+
+
+def evaluation_settings(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> EvaluationSettings:
+    """objrecon_imagenet.py's flags as settings; ``argv``, the command line, is recorded in summary.json."""
+    return EvaluationSettings(
+        trained_model(args), evaluated_data(args),
+        Saliency(args.method, engine=args.engine, class_source=args.class_source,
+                 pred_threshold=args.pred_threshold, pred_topk=args.pred_topk),
+        forward_settings(args), use_gpu=args.use_gpu, protocol=args.protocol, store_dir=args.store_dir,
+        saliency_dir=args.saliency_dir, compute=args.compute, save_maps=args.save_maps, label=args.label,
+        compare=args.compare, report_images=args.report_images, pointing_tolerance=args.pointing_tolerance,
+        argv=argv)
 
 
 def add_plugin_argument(parser: argparse.ArgumentParser) -> None:

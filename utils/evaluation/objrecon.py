@@ -11,7 +11,6 @@ over the pairs of each class.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import math
@@ -47,13 +46,14 @@ from utils.runtime.forward import ForwardSettings
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
-from .flags import pointing_tolerance
 from .methods import build_methods
 from .model import default_store_dir
 from .pairs import pair_key, select
-from .rows import parse_indexes, shard_rows
+from .results import EvaluationResult, path_text
+from .rows import shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
-from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
+from .session import EvaluationData, batches, check_device, load_evaluation
+from .settings import EvaluatedData, EvaluationSettings, TrainedModel, tolerance_px
 
 ROW_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o")
 
@@ -63,47 +63,51 @@ def csv_fields() -> tuple[str, ...]:
     return (*ROW_FIELDS, *METRIC_KEYS)
 
 
-def run(args: argparse.Namespace) -> dict:
-    check_evaluation_flags(args)
-    if args.report_images < 0:
-        raise ValueError(f"--report_images must be >= 0 (0: no report.html), got {args.report_images}")
+def evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
+    """Scores the maps ``settings`` describe (the flags of ``objrecon_imagenet.py``) and returns the summary and
+    files that rank 0 wrote (None on the other ranks of a distributed run). User errors raise ValueError / OSError
+    with one line."""
+    check_device(settings.use_gpu)
     began = time.perf_counter()
-    folder = EvaluationFolder(args.store_dir or default_store_dir(args.state_root, args.model))
-    args.store_dir = str(folder.path)
+    trained, evaluated = settings.model, settings.data
+    folder = EvaluationFolder(settings.store_dir or default_store_dir(trained.state_root, trained.model))
     ensure_writable_dir(folder.path, "--store_dir")
-    other = EvaluationFolder.read_summary(args.compare) if args.compare else None
-    sources = resolve_sources(args)
-    data = load_evaluation(args)
+    other = EvaluationFolder.read_summary(settings.compare) if settings.compare else None
+    saliency = settings.saliency
+    sources = resolve_sources(folder, settings.saliency_dir, saliency.methods, settings.compute)
+    data = load_evaluation(trained, evaluated, saliency)
     notes = check_sources(sources, data.identity())
-    rows, targets, class_source = select_rows(args, sources, data)
-    protocol = dataclasses.replace(get_protocol(args.protocol), class_source=class_source,
+    rows, targets, class_source = select_rows(evaluated.subset, saliency.class_source, settings.protocol, sources,
+                                              data)
+    protocol = dataclasses.replace(get_protocol(settings.protocol), class_source=class_source,
                                    class_score=data.task.class_score,
-                                   pointing_tolerance=pointing_tolerance(args, data.task.multi_label))
-    with distributed_session(args.use_gpu) as (env, device):
+                                   pointing_tolerance=tolerance_px(settings.pointing_tolerance, data.task.multi_label))
+    with distributed_session(settings.use_gpu) as (env, device):
         if env.is_main:
-            _announce(notes, sources, rows, protocol, args, data, env.world_size)
-        forward = forward_settings(args, device)
+            _announce(notes, sources, rows, protocol, settings.protocol, data, env.world_size)
+        forward = dataclasses.replace(settings.forward, device=device)
         forward.prepare_model(data.model, device)
-        built = build_methods(data.model, [s.method for s in sources if not s.from_file], args.engine, forward)
+        built = build_methods(data.model, [s.method for s in sources if not s.from_file], saliency.engine,
+                              forward)
         for source in sources:
             source.saliency = built.get(source.method)
         masks = data.dataset.object_masks(rows)
-        shard = shard_rows(rows, args.batch_size, env.rank, env.world_size)
-        records, computed = score_shard(data, shard, sources, targets, masks, forward, device, protocol, args,
-                                        env.is_main, gallery_rows(rows, args.report_images))
+        shard = shard_rows(rows, evaluated.batch_size, env.rank, env.world_size)
+        records, computed = score_shard(data, shard, sources, targets, masks, forward, device, protocol, evaluated,
+                                        env.is_main, gallery_rows(rows, settings.report_images))
         keys = [pair_key((r["index"], r["target"]), data.config["classes"]) for r in records]
         records = gather_in_order(records, keys)
         saved_maps = {}
-        if args.save_maps:
+        if settings.save_maps:
             for method, parts in computed.items():
                 # an empty shard still joins the collective, with the method's map size
                 local = torch.cat(parts) if parts else torch.zeros(0, *_map_size(sources, method, data, device))
                 saved_maps[method] = gather_tensors_in_order(local, keys)
     if not env.is_main:
-        return {}
+        return None
 
     methods = [s.method for s in sources]
-    label = args.label or data.config.get("pool", "model")
+    label = settings.label or data.config.get("pool", "model")
     results, curves = {}, {}
     for method in methods:
         results[method], curves[method] = summarize([r["methods"][method] for r in records],
@@ -113,10 +117,11 @@ def run(args: argparse.Namespace) -> dict:
     for method, maps in saved_maps.items():
         folder.save_maps(method, maps, [r["index"] for r in records], [r["target"] for r in records], class_source,
                          data.identity())
-    card = protocol_card(protocol, args, data, rows, sources, masks, forward, records)
+    card = protocol_card(protocol, trained, evaluated, data, rows, sources, masks, forward, records)
     summary = {"label": label, "protocol": card, "results": results, "curves": curves, "class_names": data.class_names,
-               "run": {"world_size": env.world_size, "batch_size": args.batch_size,
-                       "seconds": round(time.perf_counter() - began, 2), "argv": getattr(args, "argv", None)}}
+               "run": {"world_size": env.world_size, "batch_size": evaluated.batch_size,
+                       "seconds": round(time.perf_counter() - began, 2),
+                       "argv": None if settings.argv is None else list(settings.argv)}}
     if other is not None:
         other.setdefault("label", Path(other["path"]).parent.name)
         if other["label"] == label:
@@ -126,26 +131,27 @@ def run(args: argparse.Namespace) -> dict:
     folder.write_metrics(metrics_rows(records, methods), csv_fields())
     folder.write_report(folder.summary, summary)
     write_plots(folder, label, curves)
-    pages = []
-    if args.report_images > 0:
-        pages.append(write_report_page(folder, summary, records, data.class_names))
+    report_page = compare_page = None
+    if settings.report_images > 0:
+        report_page = write_report_page(folder, summary, records, data.class_names)
     else:
         folder.remove_report()
     if other is not None and not summary["compare"]["differences"]:
-        pages.append(write_compare_page(folder.path, [Path(other["path"]).parent, folder.path],
-                                        [other["label"], label]))
-    _print_results(summary, other, folder, pages)
-    return summary
+        compare_page = write_compare_page(folder.path, [Path(other["path"]).parent, folder.path],
+                                          [other["label"], label])
+    _print_results(summary, other, folder, [page for page in (report_page, compare_page) if page is not None])
+    return EvaluationResult(summary, folder.path, report_page, compare_page,
+                            {method: folder.maps(method) for method in saved_maps})
 
 
 def _announce(notes: Sequence[str], sources: Sequence[Source], rows: Sequence[int], protocol: EvalProtocol,
-              args: argparse.Namespace, data: EvaluationData, world_size: int) -> None:
+              preset: str, data: EvaluationData, world_size: int) -> None:
     for note in notes:
         print(f"warning: {note}", file=sys.stderr, flush=True)
-    default_source = get_protocol(args.protocol).class_source
+    default_source = get_protocol(preset).class_source
     if protocol.class_source != default_source:
         print(f"note: the {CLASS_SOURCES[protocol.class_source]} class is explained and scored (the saliency file's "
-              f"or --class_source), not the {CLASS_SOURCES[default_source]} class of --protocol {args.protocol}",
+              f"or --class_source), not the {CLASS_SOURCES[default_source]} class of --protocol {preset}",
               flush=True)
     where = ", ".join(f"{s.method} ({'file ' + str(s.path) if s.from_file else 'computed'})" for s in sources)
     print(f"evaluating {len(rows)} images x {len(sources)} method(s): {where}; protocol {protocol.name}, "
@@ -154,7 +160,7 @@ def _announce(notes: Sequence[str], sources: Sequence[Source], rows: Sequence[in
 
 def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source],
                 targets: Optional[dict[int, list[int]]], masks: Optional[ObjectMasks], forward: ForwardSettings,
-                device: torch.device, protocol: EvalProtocol, args: argparse.Namespace, progress: bool,
+                device: torch.device, protocol: EvalProtocol, evaluated: EvaluatedData, progress: bool,
                 gallery: Collection[int]) -> tuple[list[dict], dict[str, list[torch.Tensor]]]:
     """Per-pair records ``{index, path, label, target, methods: {method: {metrics..., curves}}}`` of this rank's
     shard (one pair per image for single-label models; the pairs of the images in ``gallery`` also with their
@@ -164,12 +170,12 @@ def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source
     task = data.task
     records: list[dict] = []
     computed: dict[str, list[torch.Tensor]] = {s.method: [] for s in sources if not s.from_file}
-    for rows, images, labels in batches(data.dataset, shard, args.batch_size, args.workers, forward, device,
+    for rows, images, labels in batches(data.dataset, shard, evaluated.batch_size, evaluated.workers, forward, device,
                                         "objrecon", progress):
         if targets is not None:
             explained = [(k, label) for k, row in enumerate(rows) for label in targets[row]]
         else:  # the model's own (fp32) prediction: --amp and --channels_last are speed knobs, not a class choice
-            explained = task.explained(labels, ForwardSettings(chunk=args.batch_size).logits(data.model, images),
+            explained = task.explained(labels, ForwardSettings(chunk=forward.chunk).logits(data.model, images),
                                        "pred")
         if not explained:
             continue
@@ -187,7 +193,7 @@ def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source
                 maps = source.batch_maps(list(zip(pair_rows, classes.tolist())))
             else:
                 maps = source.saliency.explain_batch(pair_images, classes.to(device),
-                                                     BatchContext(pair_rows, args.seed)).float().cpu()
+                                                     BatchContext(pair_rows, evaluated.subset.seed)).float().cpu()
                 computed[source.method].append(maps)
             batch_maps[source.method] = maps
             out = evaluate_batch(data.model, pair_images, maps, classes, data.mean, data.std, given, forward,
@@ -238,9 +244,9 @@ def indices_hash(rows: Sequence[int]) -> str:
     return hashlib.sha256(",".join(map(str, rows)).encode()).hexdigest()[:16]
 
 
-def protocol_card(protocol: EvalProtocol, args: argparse.Namespace, data: EvaluationData, rows: Sequence[int],
-                  sources: Sequence[Source], masks: Optional[ObjectMasks], forward: ForwardSettings,
-                  records: Sequence[dict]) -> dict:
+def protocol_card(protocol: EvalProtocol, trained: TrainedModel, evaluated: EvaluatedData, data: EvaluationData,
+                  rows: Sequence[int], sources: Sequence[Source], masks: Optional[ObjectMasks],
+                  forward: ForwardSettings, records: Sequence[dict]) -> dict:
     """Everything the numbers depend on: the protocol, the data subset and preprocessing, the maps' sources, the
     model, the precision and the library versions."""
     imsize = data.imsize
@@ -258,16 +264,17 @@ def protocol_card(protocol: EvalProtocol, args: argparse.Namespace, data: Evalua
         "num_images": len(rows),
         "class_source_description": CLASS_SOURCES[protocol.class_source] + " class (scored and explained)",
         "data": {
-            "root_data": str(args.root_data) if args.root_data else f"built-in dataset ({data.dataset.root})",
+            "root_data": path_text(evaluated.root) or f"built-in dataset ({data.dataset.root})",
             "list_file": str(getattr(data.dataset, "list_file", None) or ""),
             "dataset_images": len(data.dataset),
-            "fraction": args.fraction, "indexes": parse_indexes(args.indexes), "seed": args.seed,
+            "fraction": evaluated.subset.fraction, "indexes": evaluated.subset.index_list,
+            "seed": evaluated.subset.seed,
             "indices_sha256": indices_hash(rows),
             "preprocessing": data.preprocessing,
             "masks": masks.origin if masks else None,
         },
         "saliency": {s.method: s.card() for s in sources},
-        "model": {"state_root": args.state_root,
+        "model": {"state_root": path_text(trained.state_root),
                   **{k: data.config.get(k) for k in ("backbone", "pool", "classes", "heads")}},
         "precision": {"amp": forward.amp, "channels_last": forward.channels_last, "device": str(forward.device)},
         "versions": library_versions(),

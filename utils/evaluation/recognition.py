@@ -11,8 +11,8 @@ Where the images have object masks (or boxes), the report gets the pointing game
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -42,12 +42,13 @@ from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
 from utils.task import Task
 
-from .flags import pointing_tolerance
 from .methods import build_methods, method_names, reused
 from .model import default_store_dir
 from .pairs import Pair, pair_key, select
-from .rows import evaluated_indices, parse_indexes, shard_rows
-from .session import EvaluationData, batches, check_evaluation_flags, forward_settings, load_evaluation
+from .results import RecognitionResult, path_text
+from .rows import shard_rows
+from .session import EvaluationData, batches, check_device, load_evaluation
+from .settings import EvaluatedData, RecognitionSettings, tolerance_px
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "nll", "top5", "target")
 # multi-label: the classes present, those with only difficult instances, those explained, then a score per class
@@ -56,35 +57,33 @@ SCORE_PREFIX = "score_"
 _MASK_CHUNK = 256  # masks scored this many at a time (bool imsize x imsize each)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Runs the evaluation described by the flags of ``recognition_imagenet.py`` and returns the report; rank 0
-    alone scores localisation and writes the files. User errors raise ValueError / OSError with one line."""
-    check_evaluation_flags(args)
-    check_ap_definition(args.ap)
-    if args.n_overlays < 0:
-        raise ValueError(f"--n_overlays must be >= 0, got {args.n_overlays}")
-    # naming a method asks for its maps; --salient alone means the default method
-    names = method_names(args.method or ["gradcam"]) if args.salient or args.method else []
-    indexes = parse_indexes(args.indexes)
-    folder = EvaluationFolder(args.store_dir or default_store_dir(args.state_root, args.model))
-    report_path = Path(args.report) if args.report else folder.classification
+def recognise(settings: RecognitionSettings) -> RecognitionResult:
+    """Runs the evaluation ``settings`` describe (the flags of ``recognition_imagenet.py``) and returns its report
+    and files; rank 0 alone scores localisation and writes the files. User errors raise ValueError / OSError with
+    one line."""
+    check_device(settings.use_gpu)
+    check_ap_definition(settings.ap)
+    names = method_names(settings.saliency.methods or [])
+    trained, evaluated, subset = settings.model, settings.data, settings.data.subset
+    folder = EvaluationFolder(settings.store_dir or default_store_dir(trained.state_root, trained.model))
+    report_path = Path(settings.report) if settings.report else folder.classification
     ensure_writable_dir(folder.path, "--store_dir")
     ensure_writable_dir(report_path.parent, "--report")
-    data = load_evaluation(args, pretrained=args.pretrained)
-    tolerance = pointing_tolerance(args, data.task.multi_label)
-    indices = evaluated_indices(len(data.dataset), args.fraction, args.seed, indexes)
+    data = load_evaluation(trained, evaluated, settings.saliency)
+    tolerance = tolerance_px(settings.pointing_tolerance, data.task.multi_label)
+    indices = subset.rows(len(data.dataset))
     identity = data.identity() if names else None
-    class_source = "pred" if args.pred else "gt"
+    class_source = settings.saliency.class_source or "gt"
 
-    with distributed_session(args.use_gpu) as (env, device):
-        forward = forward_settings(args, device)
+    with distributed_session(settings.use_gpu) as (env, device):
+        forward = dataclasses.replace(settings.forward, device=device)
         forward.prepare_model(data.model, device)
-        methods = build_methods(data.model, names, args.engine, forward)
-        local = shard_rows(indices, args.batch_size, env.rank, env.world_size)
+        methods = build_methods(data.model, names, settings.saliency.engine, forward)
+        local = shard_rows(indices, evaluated.batch_size, env.rank, env.world_size)
         with contextlib.ExitStack() as hooks:  # every method released, also on errors
             for method in methods.values():
                 hooks.enter_context(method)
-            rows, pairs, maps = classify_and_explain(data, local, methods, forward, device, args, class_source,
+            rows, pairs, maps = classify_and_explain(data, local, methods, forward, device, evaluated, class_source,
                                                      env.is_main)
             if not pairs and methods:  # the gather needs every rank's map size
                 maps = _empty_maps_like(data, indices[0], methods, device)
@@ -94,19 +93,19 @@ def run(args: argparse.Namespace) -> dict:
         pairs = gather_in_order(pairs, keys)
 
     if data.task.multi_label:
-        summary = multilabel_summary(rows, data.class_names, data.config["classes"], args.ap)
+        summary = multilabel_summary(rows, data.class_names, data.config["classes"], settings.ap)
     else:
         summary = classification_summary(rows, data.config["classes"], data.class_names)
     report: dict[str, Any] = {
         **summary,
-        "subset": {"dataset_size": len(data.dataset), "fraction": args.fraction, "seed": args.seed,
-                   "indexes": indexes, "evaluated": len(indices)},
-        "model": {"state_root": args.state_root, "backbone": data.config["backbone"], "pool": data.config["pool"],
-                  "heads": data.config["heads"], "classes": data.config["classes"],
-                  "pretrained": bool(args.pretrained), "task": data.task.kind},
-        "data": {"root_data": args.root_data or "built-in dataset", "path_lbl": args.path_lbl,
+        "subset": {"dataset_size": len(data.dataset), "fraction": subset.fraction, "seed": subset.seed,
+                   "indexes": subset.index_list, "evaluated": len(indices)},
+        "model": {"state_root": path_text(trained.state_root), "backbone": data.config["backbone"],
+                  "pool": data.config["pool"], "heads": data.config["heads"], "classes": data.config["classes"],
+                  "pretrained": trained.pretrained, "task": data.task.kind},
+        "data": {"root_data": path_text(evaluated.root) or "built-in dataset", "path_lbl": path_text(evaluated.listing),
                  "list": str(getattr(data.dataset, "list_file", "")) or None, **data.preprocessing},
-        "world_size": env.world_size, "device": device.type, "amp": args.amp, "channels_last": args.channels_last,
+        "world_size": env.world_size, "device": device.type, "amp": forward.amp, "channels_last": forward.channels_last,
         "files": {"predictions": str(folder.predictions), "report": str(report_path)},
     }
     if methods:
@@ -122,14 +121,14 @@ def run(args: argparse.Namespace) -> dict:
         located = localization(data, pairs, maps, tolerance)
         if located is not None:
             report["localization"] = located
-        _write_outputs(folder, report_path, report, data, rows, pairs, maps, args.n_overlays, class_source,
+        _write_outputs(folder, report_path, report, data, rows, pairs, maps, settings.n_overlays, class_source,
                        identity)
         _print_summary(report, folder.path)
-    return report
+    return RecognitionResult(report, folder.path, report_path)
 
 
 def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dict[str, SaliencyMethod],
-                         forward: ForwardSettings, device: torch.device, args: argparse.Namespace, class_source: str,
+                         forward: ForwardSettings, device: torch.device, evaluated: EvaluatedData, class_source: str,
                          progress: bool) -> tuple[list[dict], list[Pair], dict[str, torch.Tensor]]:
     """Predictions (one dict per row), the explained (row, class) pairs and their maps (P, h, w) per method, on the
     CPU. The feature maps and attention of the classification forward feed the methods that can reuse them."""
@@ -139,8 +138,8 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
     pairs: list[Pair] = []
     maps: dict[str, list[torch.Tensor]] = {name: [] for name in methods}
     kept = reused(methods)
-    for batch_rows, images, labels in batches(data.dataset, rows, args.batch_size, args.workers, forward, device,
-                                              "recognition", progress):
+    for batch_rows, images, labels in batches(data.dataset, rows, evaluated.batch_size, evaluated.workers, forward,
+                                              device, "recognition", progress):
         labels = labels.to(device)
         with torch.no_grad(), forward.autocast(device):
             feature_maps = model.forward_feature_maps(images)
@@ -152,7 +151,7 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
         pairs.extend((batch_rows[position], label) for position, label in explained)
         if explained and methods:  # multi-label --pred: maybe no class of the batch passed the threshold
             context = BatchContext(
-                [batch_rows[p] for p in positions], args.seed,
+                [batch_rows[p] for p in positions], evaluated.subset.seed,
                 [select(f, positions) for f in feature_maps] if "feature_maps" in kept else None,
                 [select(a, positions) for a in attentions] if "attentions" in kept else None)
             pair_images = select(images, positions)

@@ -4,7 +4,6 @@ per (dataset row, class) pair: one per image for a single-label model, one per e
 one."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -17,10 +16,9 @@ from utils.runtime.layout import EvaluationFolder
 from .identity import identity_mismatch
 from .methods import method_names
 from .pairs import Pair
-from .rows import evaluated_indices, parse_indexes
+from .rows import evaluated_indices
 from .session import EvaluationData
-
-DEFAULT_METHOD = "gradcam"
+from .settings import DEFAULT_METHOD, DataSubset, PathLike
 
 
 @dataclasses.dataclass
@@ -74,11 +72,13 @@ def read_source(method: str, path: Path) -> Source:
                   class_source=loaded["class_source"], identity=loaded["identity"])
 
 
-def resolve_sources(args: argparse.Namespace) -> list[Source]:
-    """One :class:`Source` per method: saved files where present (unless ``--compute``), else computed."""
-    explicit_dir = args.saliency_dir is not None
-    folder = EvaluationFolder(args.saliency_dir if explicit_dir else args.store_dir)
-    if args.method is None and not args.compute:
+def resolve_sources(store: EvaluationFolder, saliency_dir: Optional[PathLike], methods: Optional[Sequence[str]],
+                    compute: bool) -> list[Source]:
+    """One :class:`Source` per method: saved files of ``saliency_dir`` (else of ``store``) where present (unless
+    ``compute``), else computed; ``methods`` None: every saved file (``compute``: the default method)."""
+    explicit_dir = saliency_dir is not None
+    folder = EvaluationFolder(saliency_dir) if explicit_dir else store
+    if methods is None and not compute:
         found = folder.saved_maps()
         if not found:
             raise FileNotFoundError(
@@ -87,11 +87,11 @@ def resolve_sources(args: argparse.Namespace) -> list[Source]:
                 f"{DEFAULT_METHOD} [...] to compute them")
         return [read_source(folder.method_of(path), path) for path in found]
     sources = []
-    for method in method_names(args.method or [DEFAULT_METHOD]):
+    for method in method_names(methods or [DEFAULT_METHOD]):
         path = folder.maps(method)
-        if not args.compute and path.is_file():
+        if not compute and path.is_file():
             sources.append(read_source(method, path))
-        elif not args.compute and explicit_dir:
+        elif not compute and explicit_dir:
             raise FileNotFoundError(
                 f"saliency file not found: {path} (--saliency_dir {folder.path}); run recognition_imagenet.py "
                 f"--salient --method {method} --store_dir {folder.path} first, or add --compute to compute the maps "
@@ -136,17 +136,18 @@ def check_sources(sources: Sequence[Source], identity: dict) -> list[str]:
     return notes
 
 
-def select_rows(args: argparse.Namespace, sources: Sequence[Source], data: EvaluationData
-                ) -> tuple[list[int], Optional[dict[int, list[int]]], str]:
+def select_rows(subset: DataSubset, class_source: Optional[str], protocol: str, sources: Sequence[Source],
+                data: EvaluationData) -> tuple[list[int], Optional[dict[int, list[int]]], str]:
     """The dataset rows to evaluate (ascending), the classes explained in each when fixed in advance (None:
-    predicted on the fly) and the class source. Rows: a saliency file's (else every row), restricted to
-    ``--indexes``, then a seeded ``--fraction`` of them, as recognition_imagenet.py picks them."""
+    predicted on the fly) and the class source (``class_source``, else the saliency files', else ``protocol``'s).
+    Rows: a saliency file's (else every row), restricted to the subset's indexes, then a seeded fraction of them,
+    as recognition_imagenet.py picks them."""
     num_images, labels, task = len(data.dataset), data.dataset.targets, data.task
-    indexes = parse_indexes(args.indexes)
+    indexes = subset.indexes
     files = [s for s in sources if s.from_file]
     if not files:
-        class_source = args.class_source or get_protocol(args.protocol).class_source
-        rows = evaluated_indices(num_images, args.fraction, args.seed, indexes)
+        class_source = class_source or get_protocol(protocol).class_source
+        rows = subset.rows(num_images)
         return rows, ({i: task.true_classes(labels[i]) for i in rows} if class_source == "gt" else None), class_source
     first = files[0]
     classes = first.classes()
@@ -156,10 +157,10 @@ def select_rows(args: argparse.Namespace, sources: Sequence[Source], data: Evalu
                              f"{len(classes)}, not the same rows: evaluate them separately")
         if other.class_source != first.class_source or set(other.pairs) != set(first.pairs):
             raise ValueError(f"{other.path} and {first.path} explain different classes")
-    class_source = first.class_source
-    if args.class_source is not None and args.class_source != class_source:
+    asked, class_source = class_source, first.class_source
+    if asked is not None and asked != class_source:
         raise ValueError(f"the maps in {first.path} explain the {CLASS_SOURCES.get(class_source, class_source)} "
-                         f"class, but --class_source {args.class_source} was asked: regenerate them with the same "
+                         f"class, but --class_source {asked} was asked: regenerate them with the same "
                          f"class source, or add --compute")
     available = sorted(classes)
     if not available:
@@ -177,7 +178,7 @@ def select_rows(args: argparse.Namespace, sources: Sequence[Source], data: Evalu
         if missing:
             raise ValueError(f"--indexes: {len(missing)} rows have no map in {first.path} (first: {missing[:5]})")
         available = indexes
-    rows = evaluated_indices(len(available), args.fraction, args.seed)
+    rows = evaluated_indices(len(available), subset.fraction, subset.seed)
     rows = [available[i] for i in rows]
     targets = {i: classes[i] for i in rows}
     if class_source == "gt":

@@ -1,8 +1,7 @@
-"""What both evaluation pipelines start from: checked flags, the trained model, the evaluated dataset with its
+"""What both evaluation pipelines start from: the device check, the trained model, the evaluated dataset with its
 preprocessing, the forward settings, and the pass over a shard of rows in batches."""
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -12,22 +11,18 @@ from torch.utils.data import DataLoader, Subset
 from models.classifier import CAStreamClassifier
 from utils.data import DataSource, ImageDataset, Preprocessing, build_dataset, default_kind, kind_task
 from utils.runtime.forward import ForwardSettings
-from utils.task import Task
+from utils.task import Task, create_task
 
-from .flags import task_of
 from .identity import evaluation_identity, preprocessing_card
 from .model import load_trained_model
+from .settings import EvaluatedData, Saliency, TrainedModel
 
 DEFAULT_IMSIZE = 224
 
 
-def check_evaluation_flags(args: argparse.Namespace) -> None:
-    """The flags both scripts share, checked before any work (one line each)."""
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if not 0 < args.fraction <= 1:
-        raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
-    if args.use_gpu and not torch.cuda.is_available():
+def check_device(use_gpu: bool) -> None:
+    """``use_gpu`` needs CUDA (one line before any work)."""
+    if use_gpu and not torch.cuda.is_available():
         raise ValueError("--use_gpu given but CUDA is not available (leave it out to run on the CPU)")
 
 
@@ -67,28 +62,26 @@ class EvaluationData:
         return self._identity
 
 
-def load_evaluation(args: argparse.Namespace, pretrained: bool = False) -> EvaluationData:
-    """The model of ``--state_root`` (flags override its config) and the dataset of the data flags, preprocessed
-    as the model's run was (``--imsize`` etc. override). The task (single- or multi-label) is the run's, which
-    ``--dataset`` must agree with; without a run's config it follows ``--dataset``."""
-    model, config = load_trained_model(args.state_root, args.model, args.pool, args.classes, args.heads, pretrained)
+def load_evaluation(trained: TrainedModel, evaluated: EvaluatedData, saliency: Saliency) -> EvaluationData:
+    """The model of ``trained`` (its choices override its run's config) and the dataset of ``evaluated``,
+    preprocessed as the model's run was (``evaluated``'s size and geometry override). The task (single- or
+    multi-label, its predicted classes by ``saliency``) is the run's, which ``evaluated.kind`` must agree with;
+    without a run's config it follows ``evaluated.kind``."""
+    model, config = load_trained_model(trained.state_root, trained.model, trained.pool, trained.classes,
+                                       trained.heads, trained.pretrained)
     recorded = config.get("task")
-    kind = args.dataset or default_kind(recorded)
+    kind = evaluated.kind or default_kind(recorded)
     task = kind_task(kind)
     if recorded is not None and recorded != task:
-        raise ValueError(f"--dataset {kind} is {task} data, but the model of {args.state_root} was trained on "
+        raise ValueError(f"--dataset {kind} is {task} data, but the model of {trained.state_root} was trained on "
                          f"{recorded} data (its config.json)")
     config["task"] = task
-    imsize = args.imsize or config.get("imsize") or DEFAULT_IMSIZE
-    preprocessing = Preprocessing(imsize, args.crop_pct, args.squash, config["mean"], config["std"])
-    dataset = build_dataset(DataSource(kind, args.root_data, args.path_lbl), preprocessing, train=False,
+    imsize = evaluated.imsize or config.get("imsize") or DEFAULT_IMSIZE
+    preprocessing = Preprocessing(imsize, evaluated.crop_pct, evaluated.squash, config["mean"], config["std"])
+    dataset = build_dataset(DataSource(kind, evaluated.root, evaluated.listing), preprocessing, train=False,
                             num_classes=config["classes"])
-    return EvaluationData(model, config, dataset, imsize, args.crop_pct, args.squash, task_of(task, args))
-
-
-def forward_settings(args: argparse.Namespace, device: torch.device) -> ForwardSettings:
-    return ForwardSettings(device=device, amp=args.amp, channels_last=args.channels_last, chunk=args.batch_size,
-                           compile=args.compile)
+    return EvaluationData(model, config, dataset, imsize, evaluated.crop_pct, evaluated.squash,
+                          create_task(task, saliency.pred_threshold, saliency.pred_topk))
 
 
 def batches(dataset, rows: Sequence[int], batch_size: int, workers: int, forward: ForwardSettings,

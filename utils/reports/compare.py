@@ -52,9 +52,36 @@ PathLike = Union[str, Path]
 PAIRS_PER_LIST = 6
 
 
-def write_compare_page(out: PathLike, folders: Sequence[PathLike], labels: Optional[Sequence[Optional[str]]] = None
-                       ) -> Path:
-    """Writes ``<out>/compare.html`` (and its curve plot) for two or more evaluation folders."""
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare` found and wrote: the compared ``folders`` by label (``groups``, the baseline first), the
+    results ``table`` (one row per method and label: means over the label's folders, and the paired difference to
+    the baseline's row), every paired ``difference`` of a label to the baseline, and the ``page`` (compare.html)
+    with its ``curves`` plot."""
+
+    groups: dict[str, list[Path]]
+    table: list[TableRow]
+    differences: list[LabelDifference]
+    page: Path
+    curves: Path
+
+    @property
+    def baseline(self) -> str:
+        return next(iter(self.groups))
+
+
+def compare(folders: Sequence[PathLike], out: PathLike, labels: Optional[Sequence[Optional[str]]] = None
+            ) -> Comparison:
+    """Compares two or more objrecon evaluation folders (equal labels: replicates, e.g. seeds; default: each
+    folder's ``--label``; the first label is the baseline) and writes ``<out>/compare.html`` and its curve plot.
+
+    Example::
+
+        comparison = compare(["Evaluation/gap", "Evaluation/ca"], "Evaluation/compare")
+        for difference in comparison.differences:   # CA - GAP per method and metric, with its 95% interval
+            print(difference.method, difference.metric, difference.result.mean, difference.result.ci_low)
+    """
+    ensure_writable_dir(out, "--out")
     if len(folders) < 2:
         raise ValueError(f"give two or more evaluation folders to compare, got {len(folders)}")
     labels = list(labels) if labels is not None else [None] * len(folders)
@@ -66,9 +93,10 @@ def write_compare_page(out: PathLike, folders: Sequence[PathLike], labels: Optio
     target = EvaluationFolder(out)
     methods = list(dict.fromkeys(method for e in evaluations for method in e.summary["results"]))
     metrics = present_metrics((r for e in evaluations for r in e.summary["results"].values()), METRICS)
-    differences = {(d.method, d.label, d.metric): d for d in label_differences(groups, methods, metrics)}
+    found = label_differences(groups, methods, metrics)
+    differences = {(d.method, d.label, d.metric): d for d in found}
     table_rows = [row for method in methods for row in _table_rows(method, groups, metrics, differences)]
-    _save_curves(target, groups)
+    curves = _save_curves(target, groups)
     body = "\n".join([
         f"<h1>{escape(' vs '.join(groups))}: comparison</h1>",
         _sources(target, groups),
@@ -85,8 +113,16 @@ def write_compare_page(out: PathLike, folders: Sequence[PathLike], labels: Optio
         'alt="mean insertion and deletion curves">',
         _pairs_section(target, groups, methods, metrics),
     ])
-    return target.write_page(target.compare, page(f"{' vs '.join(groups)}: comparison", body,
+    path = target.write_page(target.compare, page(f"{' vs '.join(groups)}: comparison", body,
                                                   ("tables.js", "compare.js")))
+    return Comparison({label: [e.folder.path for e in group] for label, group in groups.items()}, table_rows, found,
+                      path, curves)
+
+
+def write_compare_page(out: PathLike, folders: Sequence[PathLike], labels: Optional[Sequence[Optional[str]]] = None
+                       ) -> Path:
+    """Writes ``<out>/compare.html`` (and its curve plot) for two or more evaluation folders (:func:`compare`)."""
+    return compare(folders, out, labels).page
 
 
 # ---- the results table
@@ -310,8 +346,7 @@ def build_parser(prog: str = COMMAND) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    ensure_writable_dir(args.out, "--out")
-    path = write_compare_page(args.out, args.folders, args.labels)
+    path = compare(args.folders, args.out, args.labels).page
     print(f"open {path}")
     return {"path": str(path)}
 
