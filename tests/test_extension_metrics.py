@@ -1,10 +1,12 @@
-"""Extension in two files: a metric defined outside the package, registered, then computed by the evaluation CLIs
-in-process (objrecon_imagenet.py: metrics.csv, summary.json, the table, report.html; recognition_imagenet.py: a
-localisation metric in its report), on a small untrained ResNet-18 and the small built-in dataset."""
+"""Extension in two files: a metric defined outside the package (in this file, or in a plugin file that the CLI
+imports with --plugin), registered, then computed by the evaluation CLIs in-process (objrecon_imagenet.py:
+metrics.csv, summary.json, the table, report.html; recognition_imagenet.py: a localisation metric in its report), on
+a small untrained ResNet-18 and the small built-in dataset."""
 from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -114,6 +116,44 @@ def test_a_registered_localisation_metric_is_in_recognitions_report(toy_metrics,
                                         "--n_overlays", "0"])
     scores = report["localization"]["methods"]["gradcam"]
     assert scores["energy_outside"] == pytest.approx(100 - scores["energy_pointing_game"], abs=1e-9)
+
+
+PLUGIN = '''"""A plugin file: objrecon_imagenet.py imports it (--plugin), its metric joins the run."""
+from utils.faithfulness import Metric, register_metric
+
+
+class KeptScore(Metric):
+    """The share of the class score that the image masked by the map keeps: o / p, from the masked forward that
+    the batch runs once for AD / AI / AG."""
+
+    def compute(self, batch):
+        return {self.key: batch.confidence["o"].double() / batch.confidence["p"].double()}
+
+
+register_metric(KeptScore("kept_score", "Kept", True, "o / p: the class score kept on the masked image", scale=1.0))
+'''
+
+
+def test_the_plugin_flag_adds_a_metric_to_an_evaluation(tiny_run, small_builtin, tmp_path) -> None:
+    plugin = tmp_path / "toy_metric_plugin.py"
+    plugin.write_text(PLUGIN)
+    store = tmp_path / "eval"
+    try:
+        summary = objrecon_imagenet.main(["--state_root", str(tiny_run), "--store_dir", str(store),
+                                          *data_flags(small_builtin), "--method", "gradcam", "--report_images", "0",
+                                          "--plugin", str(plugin)])
+    finally:
+        sys.modules.pop(plugin.stem, None)
+        if "kept_score" in METRIC_KEYS:
+            unregister_metric("kept_score")
+    with (store / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0])[-1] == "kept_score" and [r["index"] for r in rows] == ROWS
+    kept = [float(r["o"]) / float(r["p"]) for r in rows]
+    assert len(set(kept)) > 1
+    assert [float(r["kept_score"]) for r in rows] == pytest.approx(kept, rel=1e-12)
+    written = json.loads((store / "summary.json").read_text())["results"]["gradcam"]["kept_score"]
+    assert written == summary["results"]["gradcam"]["kept_score"] == pytest.approx(float(np.mean(kept)), rel=1e-12)
 
 
 def test_registration_errors_are_one_line_and_unregistering_restores_the_builtins() -> None:

@@ -136,7 +136,8 @@ def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=None, metavar="MODULE",
                         help="a Python module (a dotted name on the import path, or a .py file) imported before the "
                              "run, so that what it registers applies, e.g. a saliency method "
-                             "(utils.explain.register_method; see docs/extending.md); repeatable")
+                             "(utils.explain.register_method) or a metric (utils.faithfulness.register_metric; see "
+                             "docs/extending.md); repeatable")
 
 
 def import_plugins(plugins: Optional[Sequence[str]]) -> None:
