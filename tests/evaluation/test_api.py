@@ -12,6 +12,7 @@ import torch
 
 import objrecon_imagenet
 import recognition_imagenet
+from models import ModelSettings
 from utils.evaluation import (
     DataSubset,
     EvaluatedData,
@@ -37,11 +38,12 @@ def test_flags_become_the_same_settings(tmp_path) -> None:
     flags = ["--state_root", "runs/ca", "--model", "resnet18_stream", "--imsize", "96", "--fraction", "0.5",
              "--indexes", str(indexes), "--batch_size", "8", "--workers", "0", "--method", "gradcam", "attention",
              "--amp", "bf16", "--pred", "--pointing_tolerance", "4"]
-    model = TrainedModel("runs/ca", model="resnet18_stream")
+    model = TrainedModel("runs/ca", ModelSettings("resnet18_stream"))  # objrecon has no --pretrained
     data = EvaluatedData(imsize=96, subset=DataSubset(0.5, indexes=(3, 7)), batch_size=8, workers=0)
     forward = ForwardSettings(amp="bf16", chunk=8)
     recognition = recognition_settings(recognition_imagenet.build_parser().parse_args(flags))
-    assert recognition == RecognitionSettings(model, data, Saliency(METHODS, class_source="pred"), forward,
+    with_flag = TrainedModel("runs/ca", ModelSettings("resnet18_stream", pretrained=False))  # --pretrained absent
+    assert recognition == RecognitionSettings(with_flag, data, Saliency(METHODS, class_source="pred"), forward,
                                               pointing_tolerance=4.0)
     argv = [*flags[:-2], "--protocol", "rise", "--save_maps", "--report_images", "0"]
     evaluation = evaluation_settings(objrecon_imagenet.build_parser().parse_args(argv), argv)

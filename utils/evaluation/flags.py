@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from models.cli import add_model_arguments
+from models.cli import add_model_arguments, model_settings_from_flags
 from utils.data import DATASET_KINDS, DEFAULT_CROP_PCT
 from utils.runtime.forward import AMP_DTYPES, ForwardSettings
 from utils.task import PRED_THRESHOLD
@@ -91,8 +91,7 @@ def add_prediction_arguments(group: argparse._ArgumentGroup) -> None:
 
 
 def trained_model(args: argparse.Namespace) -> TrainedModel:
-    return TrainedModel(args.state_root, model=args.model, pool=args.pool, heads=args.heads, classes=args.classes,
-                        pretrained=getattr(args, "pretrained", False))
+    return TrainedModel(args.state_root, model_settings_from_flags(args))
 
 
 def evaluated_data(args: argparse.Namespace) -> EvaluatedData:

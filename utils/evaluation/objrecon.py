@@ -70,7 +70,7 @@ def evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
     check_device(settings.use_gpu)
     began = time.perf_counter()
     trained, evaluated = settings.model, settings.data
-    folder = EvaluationFolder(settings.store_dir or default_store_dir(trained.state_root, trained.model))
+    folder = EvaluationFolder(settings.store_dir or default_store_dir(trained.state_root, trained.choice.name))
     ensure_writable_dir(folder.path, "--store_dir")
     other = EvaluationFolder.read_summary(settings.compare) if settings.compare else None
     saliency = settings.saliency

@@ -65,7 +65,7 @@ def recognise(settings: RecognitionSettings) -> RecognitionResult:
     check_ap_definition(settings.ap)
     names = method_names(settings.saliency.methods or [])
     trained, evaluated, subset = settings.model, settings.data, settings.data.subset
-    folder = EvaluationFolder(settings.store_dir or default_store_dir(trained.state_root, trained.model))
+    folder = EvaluationFolder(settings.store_dir or default_store_dir(trained.state_root, trained.choice.name))
     report_path = Path(settings.report) if settings.report else folder.classification
     ensure_writable_dir(folder.path, "--store_dir")
     ensure_writable_dir(report_path.parent, "--report")
@@ -102,7 +102,7 @@ def recognise(settings: RecognitionSettings) -> RecognitionResult:
                    "indexes": subset.index_list, "evaluated": len(indices)},
         "model": {"state_root": path_text(trained.state_root), "backbone": data.config["backbone"],
                   "pool": data.config["pool"], "heads": data.config["heads"], "classes": data.config["classes"],
-                  "pretrained": trained.pretrained, "task": data.task.kind},
+                  "pretrained": bool(trained.choice.pretrained), "task": data.task.kind},
         "data": {"root_data": path_text(evaluated.root) or "built-in dataset", "path_lbl": path_text(evaluated.listing),
                  "list": str(getattr(data.dataset, "list_file", "")) or None, **data.preprocessing},
         "world_size": env.world_size, "device": device.type, "amp": forward.amp, "channels_last": forward.channels_last,

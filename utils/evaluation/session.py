@@ -67,8 +67,9 @@ def load_evaluation(trained: TrainedModel, evaluated: EvaluatedData, saliency: S
     preprocessed as the model's run was (``evaluated``'s size and geometry override). The task (single- or
     multi-label, its predicted classes by ``saliency``) is the run's, which ``evaluated.kind`` must agree with;
     without a run's config it follows ``evaluated.kind``."""
-    model, config = load_trained_model(trained.state_root, trained.model, trained.pool, trained.classes,
-                                       trained.heads, trained.pretrained)
+    choice = trained.choice
+    model, config = load_trained_model(trained.state_root, choice.name, choice.pool, choice.classes, choice.heads,
+                                       bool(choice.pretrained))
     recorded = config.get("task")
     kind = evaluated.kind or default_kind(recorded)
     task = kind_task(kind)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+from models import ModelSettings
 from utils.data import DEFAULT_CROP_PCT
 from utils.faithfulness import VOC_AP
 from utils.reports.report import DEFAULT_GALLERY_IMAGES
@@ -29,18 +30,13 @@ MULTI_LABEL_TOLERANCE = 15.0  # pixels: the pointing game of Zhang et al. (Excit
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """The model to evaluate: a run folder of ``main_INets.py`` or a weights file (``--state_root``), rebuilt from
-    its config.json, which the model choice overrides: ``--model`` (a timm name, or the reference's ``*_stream`` /
-    ``*_final``), ``--pool``, ``--heads``, ``--classes``; ``pretrained`` (``--pretrained``, without ``state_root``):
-    ImageNet weights of ``model``. (An evaluation's own model choice: training's settings object is not shared yet.)
-    """
+    """The model to evaluate: a run folder of ``main_INets.py`` or a weights file (``state_root``,
+    ``--state_root``), rebuilt from its config.json, which ``choice`` overrides where given (``--model``, ``--pool``,
+    ``--heads``, ``--classes``; ``pretrained``, ``--pretrained`` without ``state_root``: ImageNet weights of the
+    model; training's ``init_from``, ``freeze`` and ``drop_rate`` do not apply)."""
 
     state_root: Optional[PathLike] = None
-    model: Optional[str] = None
-    pool: Optional[str] = None
-    heads: Optional[int] = None
-    classes: Optional[int] = None
-    pretrained: bool = False
+    choice: ModelSettings = field(default_factory=ModelSettings)
 
 
 @dataclass(frozen=True)
