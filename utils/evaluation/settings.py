@@ -122,7 +122,8 @@ def tolerance_px(tolerance: Optional[float], multi_label: bool) -> float:
 @dataclass(frozen=True)
 class RecognitionSettings:
     """Accuracy and saliency maps (``recognition_imagenet.py``): besides the model, data, maps and ``forward``
-    (``--amp``, ``--channels_last``, ``--compile``; its device is chosen by ``use_gpu``, ``--use_gpu``), the
+    (``--amp``, ``--channels_last``, ``--compile``; its ``chunk``, the most images forwarded at once, is the
+    scripts' ``--batch_size``; its device is chosen by ``use_gpu``, ``--use_gpu``), the
     output folder ``store_dir`` (``--store_dir``, None: ``Evaluation/<run folder name>``), the report's path
     ``report`` (``--report``, None: STORE_DIR/classification.json), ``n_overlays`` (``--n_overlays``), the
     multi-label AP definition ``ap`` (``--ap``) and ``pointing_tolerance`` (``--pointing_tolerance``)."""
