@@ -49,7 +49,8 @@ def test_explain_batch_draws_three_methods(example_runs, tmp_path):
     printed = run_example("explain_batch.py", "--run", str(example_runs / "ca"), "--out", str(out), "--images", "4")
     assert "gradcam, scorecam, attention on 4 images" in printed
     with Image.open(out) as image:
-        assert image.width > image.height > 0  # one row per image, a column per method beside the image
+        # save_overlay_grid's figure: a row of 2.3 in per image, a column of 2.2 in for the image and each method
+        assert image.width / image.height == pytest.approx((2.2 * 4) / (2.3 * 4), rel=0.03)
 
 
 def test_score_external_maps_scores_a_saved_file_and_another_tools_maps(example_runs, tmp_path):
