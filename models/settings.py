@@ -39,6 +39,10 @@ class ModelSettings:
     def __post_init__(self) -> None:
         if self.pool is not None and self.pool not in POOL_TYPES:
             raise ValueError(f"--pool {self.pool}: expected one of {', '.join(POOL_TYPES)}")
+        # 0 is refused rather than read as "the default": a typo must not silently become 1 head or the run's classes
+        for flag, value in (("--heads", self.heads), ("--classes", self.classes)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
 
     def for_training(self) -> ModelSettings:
         """These settings with training's defaults filled in: :data:`DEFAULT_MODEL`, one head, and ImageNet weights

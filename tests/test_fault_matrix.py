@@ -27,6 +27,12 @@ Training (main_INets.py)
   (training/test_training.py: test_interrupted_checkpoint_write_*, test_killed_writer_process_*)
 - a run folder written before the package layout: loads with the same logits and resumes
   (runtime/test_run_folder_compatibility.py)
+- --epochs 0, --batch_size 0, --workers -1, --seed -3, --imsize 0, --heads 0, --classes 0 (training) and --seed -3,
+  --workers -1 (evaluation): one line naming the flag and the value, before a model is built or a file written
+  (they were a traceback, a stub run folder, or silently the default) (test_out_of_range_flags_are_one_line)
+- a --config YAML value the flag would not take (epochs: 1.5, lr: [0.1, 0.2], freeze: "no", pool: avg): refused
+  when the file is read, naming the file and the key; milestones: 5 is the list [5]
+  (test_config_values_are_checked_against_their_flags)
 
 Data, in all three scripts
 - a corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason, and the
@@ -120,6 +126,7 @@ import main_INets
 import recognition_imagenet
 from objrecon_imagenet import main as objrecon_main
 from tests.helpers import maps_file, read_maps
+from utils.runtime.cli import parse_args
 from utils.runtime.layout import EvaluationFolder
 
 
@@ -194,6 +201,47 @@ def test_unwritable_store_dir(tmp_path, main):
     message = one_line_error(main, ["--state_root", str(tmp_path / "no_run"), "--store_dir",
                                     str(in_the_way / "eval"), "--method", "gradcam"])
     assert "--store_dir" in message and str(in_the_way / "eval") in message and "not a writable folder" in message
+
+
+@pytest.mark.parametrize("flags", [["--epochs", "0"], ["--batch_size", "0"], ["--workers", "-1"], ["--seed", "-3"],
+                                   ["--imsize", "0"], ["--heads", "0"], ["--classes", "0"]],
+                         ids=lambda flags: flags[0])
+def test_out_of_range_flags_are_one_line(tmp_path, flags):
+    message = one_line_error(main_INets.main, ["--model", "resnet18", "--store_dir", str(tmp_path / "run"), *flags])
+    assert message == f"error: {flags[0]} must be >= {0 if flags[0] in ('--workers', '--seed') else 1}, got {flags[1]}"
+    assert not (tmp_path / "run").exists()  # nothing built, nothing written
+
+
+@pytest.mark.parametrize("main", [recognition_imagenet.main, objrecon_main], ids=["recognition", "objrecon"])
+@pytest.mark.parametrize("flags", [["--seed", "-3"], ["--workers", "-1"]], ids=lambda flags: flags[0])
+def test_out_of_range_evaluation_flags_are_one_line(tmp_path, main, flags):
+    message = one_line_error(main, ["--state_root", str(tmp_path / "no_run"), "--store_dir", str(tmp_path / "eval"),
+                                    "--method", "gradcam", *flags])
+    assert message == f"error: {flags[0]} must be >= 0, got {flags[1]}"
+
+
+@pytest.mark.parametrize("text, key, expected", [
+    ("epochs: 1.5", "epochs", "expected an integer, got 1.5"),
+    ("lr: [0.1, 0.2]", "lr", "expected a number, got [0.1, 0.2]"),
+    ('freeze: "no"', "freeze", "expected true or false, got 'no'"),
+    ("pool: avg", "pool", "'avg' is not one of gap, ca, ca_last"),
+    ("crop_scale: [0.5]", "crop_scale", "expected 2 values, got [0.5]"),
+])
+def test_config_values_are_checked_against_their_flags(tmp_path, capsys, text, key, expected):
+    config = tmp_path / "config.yaml"
+    config.write_text(text + "\n")
+    with pytest.raises(SystemExit) as raised:
+        main_INets.main(["--config", str(config), "--store_dir", str(tmp_path / "run")])
+    assert raised.value.code == 2  # argparse's usage error, as for a bad flag on the command line
+    assert f"error: --config {config}: {key}: {expected}" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_list_flag_takes_a_single_value(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("milestones: 5\nepochs: 3\nlr: 1\n")
+    parsed = parse_args(main_INets.build_parser(), ["--config", str(config)])
+    assert parsed.milestones == [5] and parsed.epochs == 3 and parsed.lr == 1.0 and isinstance(parsed.lr, float)
 
 
 # --------------------------------------------------------------------------------------------------

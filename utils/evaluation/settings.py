@@ -51,6 +51,8 @@ class DataSubset:
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
             raise ValueError(f"--fraction must be in (0, 1], got {self.fraction}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
         if self.indexes is not None:
             object.__setattr__(self, "indexes", tuple(sorted({int(i) for i in self.indexes})))
 
@@ -89,6 +91,8 @@ class EvaluatedData:
             raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
         if self.imsize is not None and self.imsize < 1:
             raise ValueError(f"--imsize must be >= 1, got {self.imsize}")
+        if self.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)

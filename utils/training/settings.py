@@ -16,6 +16,12 @@ from utils.data.base import PathLike
 from utils.runtime.forward import ForwardSettings
 
 
+def at_least(flag: str, value: int, minimum: int) -> None:
+    """One line for a flag's value below its minimum, before anything is built or written."""
+    if value < minimum:
+        raise ValueError(f"{flag} must be >= {minimum}, got {value}")
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """The run folder and the job around the steps.
@@ -50,6 +56,12 @@ class RunSettings:
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --store_dir and --overwrite replaces it: give one")
+        at_least("--epochs", self.epochs, 1)
+        at_least("--batch_size", self.batch_size, 1)
+        at_least("--workers", self.workers, 0)
+        at_least("--seed", self.seed, 0)
+        at_least("--s_iterations", self.s_iterations, 1)
+        at_least("--log_interval", self.log_interval, 0)
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,9 @@ class TrainingDataSettings:
         object.__setattr__(self, "crop_scale", tuple(self.crop_scale))  # the flags give a list
         if not 0 <= self.val_split < 1:
             raise ValueError(f"--val_split must be in [0, 1), got {self.val_split}")
+        at_least("--imsize", self.imsize, 1)
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"--fraction must be in (0, 1], got {self.fraction}")
 
     def preprocessing(self, mean: tuple[float, ...], std: tuple[float, ...]) -> Preprocessing:
         """The images' preprocessing, normalised with the statistics the model's starting weights expect."""
