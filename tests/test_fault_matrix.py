@@ -23,6 +23,9 @@ Training (main_INets.py)
   (runtime/test_slurm.py)
 - a missing --root_data, an empty list, a checkpoint (--init_from) of another architecture, an unknown --config key:
   one line each (training/test_training.py)
+- a diverging training (--opt sgd --lr 1e6): a non-finite training loss stops it before the step, NaN logits in
+  validation (or non-finite weights) before the epoch is saved; one line with the epoch, the value and a hint,
+  no non-finite weights saved (test_diverged_training_stops_with_one_line)
 - a checkpoint write interrupted, or its writer killed: the previous checkpoint still loads
   (training/test_training.py: test_interrupted_checkpoint_write_*, test_killed_writer_process_*)
 - a run folder written before the package layout: loads with the same logits and resumes
@@ -63,6 +66,8 @@ Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
   (test_maps_without_identity_are_scored_with_a_warning)
 - --method without --salient: the named method's maps are written (test_method_implies_salient)
 - objrecon's progress bar: counts images, not batches (test_objrecon_progress_counts_images)
+- weights holding NaN (a diverged training's): one line naming the file and a weight; finite weights whose logits
+  overflow: one line naming the dataset row (test_non_finite_weights_are_refused)
 - a checkpoint of another model or class count: one line naming the file and the mismatch (models/test_models.py,
   evaluation/test_recognition.py)
 - an index out of range, a fraction outside (0, 1], an unknown method, --use_gpu without CUDA: one line naming the
@@ -121,13 +126,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import main_INets
 import recognition_imagenet
 from objrecon_imagenet import main as objrecon_main
 from tests.helpers import maps_file, read_maps
+from utils.data import ensure_builtin_dataset
 from utils.runtime.cli import parse_args
 from utils.runtime.layout import EvaluationFolder
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def one_line_error(main, argv: list[str]) -> str:
@@ -187,6 +196,43 @@ def test_corrupt_image_in_training_is_one_line_naming_the_file(corrupt_list, tmp
         "--root_data", str(root), "--path_list", str(listing), "--val_split", "0", "--store_dir", str(tmp_path / "r")])
     assert str(bad) in message and "cannot read image" in message and "DataLoader" not in message
     assert not multiprocessing.active_children()
+
+
+# --------------------------------------------------------------------------------------------------
+# diverged training
+
+
+@pytest.mark.parametrize("batch_size, expected", [
+    ("32", "epoch 1: the validation loss is nan"),  # one step: finite loss, weights that give NaN logits
+    ("8", "the training loss is nan"),  # later steps see the NaN loss
+], ids=["validation", "training"])
+def test_diverged_training_stops_with_one_line(tmp_path, batch_size, expected):
+    store = tmp_path / "run"
+    message = one_line_error(main_INets.main, [
+        "--model", "resnet18", "--opt", "sgd", "--lr", "1e6", "--imsize", "32", "--fraction", "0.05", "--epochs", "1",
+        "--workers", "0", "--batch_size", batch_size, "--store_dir", str(store)])
+    assert expected in message and "--lr" in message
+    assert not list(store.glob("*.safetensors")) and not (store / "last.pth").exists()
+
+
+@pytest.mark.parametrize("value, expected", [
+    (float("nan"), "backbone.classifier.weight holds NaN or inf"),  # refused on loading, naming the file
+    (3e38, "dataset row 0: the model's logits are NaN or inf"),  # finite weights, logits that overflow
+], ids=["nan_weights", "overflowing_logits"])
+def test_non_finite_weights_are_refused(tmp_path, value, expected):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "run_v1", run)
+    weights = load_file(run / "model.safetensors")
+    for name in ("backbone.classifier.weight", "backbone.classifier.bias"):
+        weights[name] = torch.full_like(weights[name], value)
+    save_file(weights, run / "model.safetensors")
+    data = ensure_builtin_dataset()
+    message = one_line_error(recognition_imagenet.main, [
+        "--state_root", str(run), "--store_dir", str(tmp_path / "eval"), "--root_data", str(data / "images"),
+        "--path_lbl", str(data / "val.csv"), "--workers", "0", "--indexes", "0", "1"])
+    assert expected in message
+    if value != value:  # NaN
+        assert str(run / "model.safetensors") in message
 
 
 # --------------------------------------------------------------------------------------------------

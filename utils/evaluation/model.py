@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from models import create_model, create_model_from_config, data_config, load_model_weights, parse_model_name
 from models.classifier import CAStreamClassifier
 from models.weights import resolve_weights_path
@@ -55,9 +57,18 @@ def load_trained_model(
     else:
         model = create_model_from_config(config)
         load_model_weights(model, weights)
+        _check_finite(model, weights)
     if "mean" not in config:  # weights without a run's config: the normalisation their backbone was trained with
         config["mean"], config["std"] = data_config(config["backbone"], pretrained=pretrained and weights is None)
     return model.eval(), config
+
+
+def _check_finite(model: CAStreamClassifier, weights: Path) -> None:
+    """Weights of a diverged training would score as a constant guess (or a table of NaN): refused."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{weights}: the weight {name} holds NaN or inf (a diverged training?); evaluate a run "
+                             f"whose weights are finite")
 
 
 def default_store_dir(state_root: Optional[str], model: Optional[str]) -> Path:

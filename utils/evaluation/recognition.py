@@ -145,6 +145,7 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
             feature_maps = model.forward_feature_maps(images)
             logits, attentions = model.forward_head(feature_maps)
         logits = logits.float()
+        _check_finite_logits(logits, batch_rows)
         explained = task.explained(labels, logits, class_source)
         positions = [position for position, _ in explained]
         targets = torch.tensor([label for _, label in explained], dtype=torch.long, device=device)
@@ -172,6 +173,14 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
                                 "confidence": float(confidence[k]), "nll": float(nll[k]), "top5": top[k].tolist(),
                                 "target": int(targets[k])})
     return predictions, pairs, {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in maps.items()}
+
+
+def _check_finite_logits(logits: torch.Tensor, rows: Sequence[int]) -> None:
+    finite = torch.isfinite(logits).all(dim=1)
+    if not bool(finite.all()):
+        row = rows[int((~finite).nonzero()[0])]
+        raise ValueError(f"dataset row {row}: the model's logits are NaN or inf; its weights or inputs are not finite "
+                         f"(a diverged training?)")
 
 
 def _empty_maps_like(data: EvaluationData, index: int, methods: dict[str, SaliencyMethod], device: torch.device

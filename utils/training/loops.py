@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 from timm.data import Mixup
 
+from utils.runtime.distributed import reduce_metrics
 from utils.runtime.forward import ForwardSettings
 from utils.runtime.progress import progress
 from utils.task import PassScore, Task
@@ -94,6 +95,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimisation: Optimisati
         with forward.autocast(device):
             logits = model(images)
         loss = optimisation.criterion(logits.float(), targets)
+        _stop_if_not_finite(loss, epoch, step)
         optimisation.step(model, loss)
         update = epoch * updates_per_epoch + step
         optimisation.after_step(model, update)
@@ -106,6 +108,20 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimisation: Optimisati
         if on_step is not None:
             on_step(update, loss.item())
     return EpochStats(meter.finish(loss_sum, count), time.perf_counter() - start)
+
+
+DIVERGENCE_HINT = "lower --lr, set --clip_grad, or train with --amp none"
+
+
+def _stop_if_not_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
+    """A ValueError before the optimizer step when the loss of any process is NaN or inf: the step would spread it
+    into every weight. Under DDP the flag is summed over ranks, so that every rank stops, none waits in backward."""
+    finite = bool(torch.isfinite(loss))
+    if reduce_metrics({"not_finite": float(not finite)})["not_finite"] == 0:
+        return
+    value = f"{loss.item()}" if not finite else "not finite on another process"
+    raise ValueError(f"epoch {epoch + 1} step {step + 1}: the training loss is {value}; training stopped before "
+                     f"the step, the run folder keeps the last finite epoch: {DIVERGENCE_HINT}")
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from utils.task import create_task
 
 from .data import build_training_data
 from .log import RunLog
-from .loops import EpochStats, Optimisation, evaluate, train_one_epoch
+from .loops import DIVERGENCE_HINT, EpochStats, Optimisation, evaluate, train_one_epoch
 from .pipeline import TrainingResult
 from .recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from .settings import TrainingSettings
@@ -251,6 +251,10 @@ class Trainer:
         if self.val_loader is not None:
             val = evaluate(evaluated, self.val_loader, self.forward, self.device, self.progress_bars, self.task,
                            self.num_classes, desc=f"epoch {epoch + 1} val")
+        # the epoch's last step can leave weights that are not finite, or that only give NaN logits, which no training
+        # loss of the epoch shows; DDP keeps the weights (and reduces the validation loss) alike on every rank, so
+        # every rank stops here alike, before anything of the epoch is saved
+        _check_not_diverged(self.model, epoch, val)
         score = val.score if val is not None else train.score
         improved = score > self.best_accuracy
         if improved:
@@ -279,6 +283,17 @@ class Trainer:
             class_ap = stats.scored.class_ap if stats else [None] * len(self.class_names)
             columns.update({f"val_ap_{name}": cell(ap) for name, ap in zip(self.class_names, class_ap)})
         return columns
+
+
+def _check_not_diverged(model: nn.Module, epoch: int, val: Optional[EpochStats]) -> None:
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"epoch {epoch + 1}: the weight {name} is not finite after training; nothing of this "
+                             f"epoch is saved, the run folder keeps the last finite epoch: {DIVERGENCE_HINT}")
+    if val is not None and not math.isfinite(val.loss):
+        raise ValueError(f"epoch {epoch + 1}: the validation loss is {val.loss}; nothing of this epoch is saved, the "
+                         f"run folder keeps the last finite epoch: {DIVERGENCE_HINT}")
+
 
 def _normalisation(model: ModelSettings, backbone: str) -> tuple[tuple, tuple]:
     """The input statistics the starting weights expect: those of the ``init_from`` run, else the pretrained config
