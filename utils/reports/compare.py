@@ -39,8 +39,8 @@ from .page import (
     text_head,
 )
 from .plots import save_curve_panels
-from .replicates import Evaluation as Evaluation  # re-exported: the page's readers import it from here
 from .replicates import (
+    Evaluation,
     LabelDifference,
     check_same_images,
     group_by_label,
