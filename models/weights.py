@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,15 @@ class LoadReport:
 
 def _preview(keys: list[str], count: int = 3) -> str:
     return ", ".join(keys[:count]) + (", ..." if len(keys) > count else "")
+
+
+def non_finite_weight(module: nn.Module) -> Optional[str]:
+    """The name of the first floating-point weight or buffer of ``module`` holding NaN or inf, else None (the mark
+    of a diverged training)."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def resolve_weights_path(path: Union[str, Path]) -> Path:

@@ -4,11 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import torch
-
 from models import create_model, create_model_from_config, data_config, load_model_weights, parse_model_name
 from models.classifier import CAStreamClassifier
-from models.weights import resolve_weights_path
+from models.weights import non_finite_weight, resolve_weights_path
 from utils.data import SINGLE_LABEL
 from utils.runtime.layout import RunFolder
 
@@ -65,10 +63,10 @@ def load_trained_model(
 
 def _check_finite(model: CAStreamClassifier, weights: Path) -> None:
     """Weights of a diverged training would score as a constant guess (or a table of NaN): refused."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"{weights}: the weight {name} holds NaN or inf (a diverged training?); evaluate a run "
-                             f"whose weights are finite")
+    name = non_finite_weight(model)
+    if name is not None:
+        raise ValueError(f"{weights}: the weight {name} holds NaN or inf (a diverged training?); evaluate a run "
+                         f"whose weights are finite")
 
 
 def default_store_dir(state_root: Optional[str], model: Optional[str]) -> Path:

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from models import ModelSettings, create_model, data_config, load_backbone_weights, model_config, parse_model_name
-from models.weights import resolve_weights_path
+from models.weights import non_finite_weight, resolve_weights_path
 from utils.data import SINGLE_LABEL, EpochIndexSampler
 from utils.runtime.distributed import cleanup_distributed, setup_distributed
 from utils.runtime.layout import RunFolder
@@ -286,10 +286,10 @@ class Trainer:
 
 
 def _check_not_diverged(model: nn.Module, epoch: int, val: Optional[EpochStats]) -> None:
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"epoch {epoch + 1}: the weight {name} is not finite after training; nothing of this "
-                             f"epoch is saved, the run folder keeps the last finite epoch: {DIVERGENCE_HINT}")
+    name = non_finite_weight(model)
+    if name is not None:
+        raise ValueError(f"epoch {epoch + 1}: the weight {name} is not finite after training; nothing of this "
+                         f"epoch is saved, the run folder keeps the last finite epoch: {DIVERGENCE_HINT}")
     if val is not None and not math.isfinite(val.loss):
         raise ValueError(f"epoch {epoch + 1}: the validation loss is {val.loss}; nothing of this epoch is saved, the "
                          f"run folder keeps the last finite epoch: {DIVERGENCE_HINT}")
