@@ -18,6 +18,13 @@ Training (main_INets.py)
   test_label_outside_*, test_labels_without_class_names)
 - --path_list train.csv with a val.csv beside it: that is the validation list, and the log says so
   (training/test_training.py: test_val_csv_beside_a_list_file_is_the_validation_list)
+- --path_list naming a folder without train.csv (or train.txt): one line naming the flag, the folder and what it
+  lacks (it was ignored, and --root_data's class folders trained a 1-class model to 100%)
+  (test_path_list_folder_without_a_training_list)
+- a missing or empty (0 bytes) image anywhere in the training or validation list: one line with the list's
+  file:line and the image, before training (one stat per listed file, no decoding); a corrupt validation image
+  among the first 16: one line naming it, before training (they are decoded at start-up); a corrupt one further
+  on: named when validation first reads it (test_bad_images_are_found_before_training)
 - a log file instead of a terminal: plain lines, no progress bars (training/test_training.py:
   test_a_log_file_gets_plain_lines_not_progress_bars); the sbatch routine fine-tunes the pretrained backbone
   (runtime/test_slurm.py)
@@ -42,10 +49,14 @@ Data, in all three scripts
   workers ended with the error (called in-process, they lingered until a later garbage collection, which then
   waited up to 30 s for them inside another test) (test_corrupt_image_*)
 - a list file with a bad row: one line with file:line and the row (data/test_data.py)
+- a 16-bit greyscale PNG (PIL mode I;16): loaded as its 8-bit version, 65535 -> 255 (PIL's own conversion made it
+  nearly all white); 32-bit integer or float images: one line naming the file
+  (test_sixteen_bit_png_loads_as_its_eight_bit_version, test_images_without_an_eight_bit_scale_are_refused)
 - Pascal VOC (--dataset voc): an annotation XML without objects, an object of an unknown class, a missing JPEG, an
   image-set id without an annotation, a multi-label list naming a class (by name or index) outside the classes, a
-  JSON list with the wrong number of labels, an unknown image set, --classes other than the devkit's: one line
-  naming the file (and line) each (data/test_voc.py: test_bad_input_is_one_line_naming_the_file,
+  JSON list with the wrong number of labels, an unknown image set, --classes other than the devkit's, a box with
+  xmax < xmin or ymax < ymin or outside the image (naming the object too), an empty JPEG (with the image set's
+  line): one line naming the file (and line) each (data/test_voc.py: test_bad_input_is_one_line_naming_the_file,
   test_classes_must_match_the_devkit)
 - --criterion CrossEntropy on multi-label data; --resume of a single-label run with --dataset voc: one line each
   (training/test_multilabel.py); a multi-label run evaluated as single-label data: one line
@@ -59,6 +70,9 @@ Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
 - maps of other data (another list file, another --imsize): refused likewise (test_maps_of_other_data_are_refused)
 - a saliency file that is not an .npz, (N, 0, 0) maps, or a (dataset row, class) pair twice: one line naming the
   file (test_broken_saliency_files)
+- a saliency file whose maps are strings, whose indices are floats, or whose maps are Python objects: one line
+  naming the file and the dtype (was a traceback); the objects are never unpickled, so loading runs no code
+  (test_saliency_files_of_another_dtype)
 - several maps per image (image-class pairs) for a single-label model: one line naming the file
   (test_several_maps_per_image_for_a_single_label_model)
 - constant or 1x1 maps: scored, with a warning naming the file (test_degenerate_maps_are_scored_with_a_warning)
@@ -126,13 +140,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
+from torchvision.transforms.functional import pil_to_tensor
 
 import main_INets
 import recognition_imagenet
+import utils.training.trainer
 from objrecon_imagenet import main as objrecon_main
 from tests.helpers import maps_file, read_maps
-from utils.data import ensure_builtin_dataset
+from utils.data import ListDataset, ensure_builtin_dataset
 from utils.runtime.cli import parse_args
 from utils.runtime.layout import EvaluationFolder
 
@@ -196,6 +213,94 @@ def test_corrupt_image_in_training_is_one_line_naming_the_file(corrupt_list, tmp
         "--root_data", str(root), "--path_list", str(listing), "--val_split", "0", "--store_dir", str(tmp_path / "r")])
     assert str(bad) in message and "cannot read image" in message and "DataLoader" not in message
     assert not multiprocessing.active_children()
+
+
+# --------------------------------------------------------------------------------------------------
+# data found wrong before training starts
+
+
+def test_path_list_folder_without_a_training_list(tmp_path):
+    data = ensure_builtin_dataset()
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    shutil.copy(data / "val.csv", folder / "val.csv")
+    message = one_line_error(main_INets.main, [
+        "--model", "resnet18", "--imsize", "32", "--workers", "0", "--epochs", "1", "--root_data",
+        str(data / "images"), "--path_list", str(folder), "--store_dir", str(tmp_path / "run")])
+    assert message.startswith(f"error: --path_list {folder}: the folder holds no train.csv or train.txt")
+
+
+def copied_list(data: Path, listing: str, count: int, folder: Path) -> tuple[Path, list[Path]]:
+    """The first ``count`` rows of the built-in set's ``listing``, their images copied under ``folder / "images"``:
+    the list file and the images, in row order."""
+    rows = (data / listing).read_text().splitlines()[:count]
+    images = [folder / "images" / row.rsplit(",", 1)[0] for row in rows]
+    for image, row in zip(images, rows):
+        image.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data / "images" / row.rsplit(",", 1)[0], image)
+    (folder / listing).write_text("\n".join(rows) + "\n")
+    return folder / listing, images
+
+
+@pytest.mark.parametrize("fault", ["empty validation image", "empty training image", "corrupt validation image"])
+def test_bad_images_are_found_before_training(tmp_path, monkeypatch, fault):
+    """Twelve training and twenty validation images of the built-in set: an empty file in the last validation row
+    or the fifth training row, or a truncated one at validation row 3, fails before any training step."""
+    data = ensure_builtin_dataset()
+    train_list, train_images = copied_list(data, "train.csv", 12, tmp_path / "train")
+    val_list, val_images = copied_list(data, "val.csv", 20, tmp_path / "val")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a training step ran before the bad image was found")
+
+    monkeypatch.setattr(utils.training.trainer, "train_one_epoch", no_training)
+    if fault == "empty validation image":
+        bad = val_images[-1]
+        bad.write_bytes(b"")
+        expected = f"error: {val_list}:20: image {bad} is empty (0 bytes)"
+    elif fault == "empty training image":
+        bad = train_images[4]
+        bad.write_bytes(b"")
+        expected = f"error: {train_list}:5: image {bad} is empty (0 bytes)"
+    else:
+        bad = val_images[2]
+        bad.write_bytes(bad.read_bytes()[:60])
+        expected = f"error: cannot read image {bad}"
+    message = one_line_error(main_INets.main, [
+        "--model", "resnet18", "--imsize", "32", "--batch_size", "4", "--workers", "0", "--epochs", "1",
+        "--root_data", str(tmp_path / "train" / "images"), "--path_list", str(train_list),
+        "--val_root", str(tmp_path / "val" / "images"), "--val_list", str(val_list),
+        "--store_dir", str(tmp_path / "run")])
+    assert message.startswith(expected), message
+
+
+def test_sixteen_bit_png_loads_as_its_eight_bit_version(tmp_path):
+    """A real 16-bit PNG (written by PIL: mode I;16) and the 8-bit PNG of the same image, value / 257 rounded:
+    the same tensor."""
+    deep = np.random.default_rng(0).integers(0, 65536, (24, 32), dtype=np.uint16)
+    deep[0] = np.linspace(0, 65535, 32).astype(np.uint16)  # the whole range, both ends included
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as written:
+        assert written.mode == "I;16"
+    Image.fromarray(np.round(deep / 257).astype(np.uint8)).save(tmp_path / "eight.png")
+    (tmp_path / "list.csv").write_text("deep.png,0\neight.png,0\n")
+    dataset = ListDataset(tmp_path, tmp_path / "list.csv", transform=pil_to_tensor)
+    (loaded, _), (reference, _) = dataset[0], dataset[1]
+    assert loaded.shape == (3, 24, 32) and loaded.dtype == torch.uint8
+    assert (loaded.int() - reference.int()).abs().max() <= 1
+    assert loaded[:, 0, 0].tolist() == [0] * 3 and loaded[:, 0, -1].tolist() == [255] * 3
+
+
+@pytest.mark.parametrize("pixels, expected", [
+    (np.full((8, 8), 70000, np.int32), "32-bit integer pixels (PIL mode I)"),
+    (np.full((8, 8), 0.5, np.float32), "floating-point pixels (PIL mode F)"),
+], ids=["int32", "float32"])
+def test_images_without_an_eight_bit_scale_are_refused(tmp_path, pixels, expected):
+    Image.fromarray(pixels).save(tmp_path / "deep.tif")
+    (tmp_path / "list.csv").write_text("deep.tif,0\n")
+    with pytest.raises(OSError) as caught:
+        ListDataset(tmp_path, tmp_path / "list.csv")[0]
+    assert str(caught.value).startswith(f"cannot read image {tmp_path / 'deep.tif'}: {expected}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,6 +466,39 @@ def test_broken_saliency_files(trained_runs, tmp_path):
     EvaluationFolder(twice).save_maps("gradcam", torch.rand(3, 3, 3), [0, 0, 1], [2, 2, 0], "gt")
     message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", twice))
     assert str(maps_file(twice, "gradcam")) in message and "pair appears twice" in message
+
+
+class _RunsCodeWhenUnpickled:
+    """An object whose unpickling writes ``marker``: a saliency file holding it must load no further than its
+    header."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("fault", ["string maps", "float indices", "object maps"])
+def test_saliency_files_of_another_dtype(trained_runs, tmp_path, fault):
+    store = tmp_path / "eval"
+    path = EvaluationFolder(store).save_maps("gradcam", torch.rand(3, 3, 3), [0, 1, 2], [0, 1, 2], "gt")
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    marker = tmp_path / "code_ran"
+    if fault == "string maps":
+        arrays["maps"] = np.full((3, 3, 3), "0.5")
+        expected = "its maps are of dtype <U3, expected floating-point numbers"
+    elif fault == "float indices":
+        arrays["indices"] = arrays["indices"].astype(np.float64)
+        expected = "its indices are of dtype float64, expected integer numbers"
+    else:
+        arrays["maps"] = np.array([_RunsCodeWhenUnpickled(marker)] * 3, dtype=object)
+        expected = "its maps are of dtype object (pickled Python objects), which are never loaded"
+    np.savez(path, **arrays)
+    message = one_line_error(objrecon_main, evaluation_flags(trained_runs, "gap", store))
+    assert message.startswith(f"error: {path}: {expected}"), message
+    assert not marker.exists()
 
 
 @pytest.mark.slow  # ~20 s inside the suite (0.2 s alone); the other saliency-file faults stay in the default run

@@ -173,7 +173,8 @@ def write_xml(root: Path, image_id: str, text: str) -> Path:
 
 
 @pytest.mark.parametrize("fault", ["no objects", "unknown class", "missing JPEG", "id without annotation",
-                                   "list class name", "list class index", "json length", "image set"])
+                                   "list class name", "list class index", "json length", "image set",
+                                   "inverted box", "box below ymin", "box outside the image", "empty JPEG"])
 def test_bad_input_is_one_line_naming_the_file(devkit, tmp_path, fault):
     root = copy_devkit(devkit, tmp_path)
     first = read_image_set(root / IMAGE_SETS_DIRNAME / "val.txt")[0][0]
@@ -184,6 +185,19 @@ def test_bad_input_is_one_line_naming_the_file(devkit, tmp_path, fault):
     elif fault == "unknown class":
         named = write_xml(root, first, annotation_xml(("unicorn", 0, (1, 1, 5, 5))))
         expected = "object class 'unicorn' is not one of the 6 classes"
+    elif fault == "inverted box":
+        named = write_xml(root, first, annotation_xml(("disc", 0, (2, 2, 40, 40)), ("square", 0, (30, 5, 10, 50))))
+        expected = "object 2 ('square'): its box (xmin 30, ymin 5, xmax 10, ymax 50) has xmax < xmin"
+    elif fault == "box below ymin":
+        named = write_xml(root, first, annotation_xml(("disc", 0, (2, 40, 40, 20))))
+        expected = "object 1 ('disc'): its box (xmin 2, ymin 40, xmax 40, ymax 20) has ymax < ymin"
+    elif fault == "box outside the image":
+        named = write_xml(root, first, annotation_xml(("disc", 0, (2, 2, 97, 40))))
+        expected = "object 1 ('disc'): its box (xmin 2, ymin 2, xmax 97, ymax 40) lies outside the 96x96 image"
+    elif fault == "empty JPEG":
+        named = root / IMAGE_SETS_DIRNAME / "val.txt"
+        (root / "JPEGImages" / f"{first}.jpg").write_bytes(b"")
+        expected = f"val.txt:1: image {root / 'JPEGImages' / first}.jpg is empty (0 bytes)"
     elif fault == "missing JPEG":
         named = root / "JPEGImages" / f"{first}.jpg"
         named.unlink()

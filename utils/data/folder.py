@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import ImageDataset, PathLike, require_dir
+from .base import ImageDataset, PathLike, check_images_exist, require_dir
 
 
 class ImageFolderDataset(ImageDataset):
@@ -26,6 +26,7 @@ class ImageFolderDataset(ImageDataset):
         ]
         if not samples:
             raise ValueError(f"{root}: no images with extensions {', '.join(self.EXTENSIONS)}")
+        check_images_exist(root, [path for path, _ in samples], f"the image folder {root}")
         super().__init__(root, samples, transform, [d.name for d in class_dirs], f"the class folders of {root}")
 
     @property

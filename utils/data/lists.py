@@ -164,7 +164,7 @@ class ListDataset(ImageDataset):
                 raise ValueError(
                     f"{self.list_file}:{line_number}: label {label} is outside [0, {num_classes}) "
                     f"for --classes {num_classes}")
-        check_images_exist(root, [p for p, _, _ in rows], str(self.list_file))
+        check_images_exist(root, [p for p, _, _ in rows], str(self.list_file), [line for _, _, line in rows])
         super().__init__(root, [(p, label) for p, label, _ in rows], transform, classes, classes_origin)
         self.line_numbers = [line_number for _, _, line_number in rows]
 
@@ -198,13 +198,19 @@ def _find_list(folder: Path, names: tuple[str, ...]) -> Optional[Path]:
     return next((folder / name for name in names if (folder / name).is_file()), None)
 
 
-def training_lists(root: Optional[PathLike], path_list: PathLike) -> tuple[Optional[Path], Optional[Path]]:
+def training_lists(root: Optional[PathLike], path_list: PathLike) -> tuple[Path, Optional[Path]]:
     """The training list of ``--path_list`` and the validation list beside it: ``path_list`` names a list file
     (found in the working directory, else under ``root``), its validation list a ``val.csv`` or ``val.txt`` beside
-    it; or a folder holding ``train.csv`` (or ``train.txt``) and perhaps a validation list."""
+    it; or a folder holding ``train.csv`` (or ``train.txt``, else one line naming the folder) and perhaps a
+    validation list."""
     path = Path(path_list)
     if path.is_dir():
-        return _find_list(path, TRAIN_LIST_NAMES), _find_list(path, VAL_LIST_NAMES)
+        train_list = _find_list(path, TRAIN_LIST_NAMES)
+        if train_list is None:
+            # a folder without a training list must not fall through to --root_data's class folders
+            raise FileNotFoundError(f"--path_list {path_list}: the folder holds no {' or '.join(TRAIN_LIST_NAMES)}; "
+                                    f"give a list file or a folder with a training list")
+        return train_list, _find_list(path, VAL_LIST_NAMES)
     if not path.is_file() and root is not None and (Path(root) / path).is_file():
         path = Path(root) / path
     beside = _find_list(path.parent, VAL_LIST_NAMES) if path.is_file() else None

@@ -80,9 +80,24 @@ def _number(element: ElementTree.Element, tag: str, path: Path) -> int:
         raise ValueError(f"{path}: <{tag}> is {text!r}, not a number") from None
 
 
+def _check_box(box: tuple[int, int, int, int], width: int, height: int, where: str) -> None:
+    """One line naming ``where`` unless ``box`` is a non-empty box inside the ``width`` x ``height`` image: 1-based
+    inclusive, 0 allowed as well (annotations written by 0-based tools), as :meth:`VOCAnnotation.class_mask`
+    reads it."""
+    xmin, ymin, xmax, ymax = box
+    if xmax < xmin or ymax < ymin:
+        problem = "has xmax < xmin" if xmax < xmin else "has ymax < ymin"
+    elif min(box) < 0 or xmax > width or ymax > height:
+        problem = f"lies outside the {width}x{height} image"
+    else:
+        return
+    raise ValueError(f"{where}: its box (xmin {xmin}, ymin {ymin}, xmax {xmax}, ymax {ymax}) {problem}")
+
+
 def read_annotation(path: PathLike, classes: Sequence[str]) -> VOCAnnotation:
     """One ``Annotations/<id>.xml``: its size and objects (class index, box, difficult flag); an annotation without
-    objects, or an object of a class outside ``classes``, is one line naming the file."""
+    objects, an object of a class outside ``classes``, or a box that is inverted (xmax < xmin) or outside the image,
+    is one line naming the file (and the object)."""
     path = Path(path)
     try:
         root = ElementTree.parse(path).getroot()
@@ -95,7 +110,7 @@ def read_annotation(path: PathLike, classes: Sequence[str]) -> VOCAnnotation:
         raise ValueError(f"{path}: an annotation needs <size>")
     width, height = _number(size, "width", path), _number(size, "height", path)
     objects = []
-    for element in root.findall("object"):
+    for number, element in enumerate(root.findall("object"), 1):
         name = _text(element, "name", path)
         if name not in classes:
             raise ValueError(f"{path}: object class '{name}' is not one of the {len(classes)} classes "
@@ -104,6 +119,7 @@ def read_annotation(path: PathLike, classes: Sequence[str]) -> VOCAnnotation:
         if box is None:
             raise ValueError(f"{path}: object '{name}' has no <bndbox>")
         coords = tuple(_number(box, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        _check_box(coords, width, height, f"{path}: object {number} ('{name}')")
         difficult = element.find("difficult")
         objects.append(VOCObject(list(classes).index(name), coords,
                                  difficult is not None and (difficult.text or "0").strip() == "1"))
@@ -158,7 +174,7 @@ class VOCDataset(ImageDataset):
         self.list_file = self._resolve_listing(listing)
         annotations_dir = self.devkit / ANNOTATIONS_DIRNAME
         if self.list_file.resolve().parent == (self.devkit / IMAGE_SETS_DIRNAME).resolve():
-            names, vectors, annotations = [], [], []
+            names, vectors, annotations, lines = [], [], [], []
             for image_id, line in read_image_set(self.list_file):
                 xml = annotations_dir / f"{image_id}.xml"
                 if not xml.is_file():
@@ -167,6 +183,7 @@ class VOCDataset(ImageDataset):
                 names.append(f"{image_id}.jpg")
                 vectors.append(annotation.label_vector(len(classes)))
                 annotations.append(annotation)
+                lines.append(line)
         else:
             reader = read_label_json if self.list_file.suffix.lower() == ".json" else read_multilabel_list
             rows = reader(self.list_file, classes)
@@ -174,7 +191,8 @@ class VOCDataset(ImageDataset):
             vectors = [tuple(PRESENT if c in row.labels else ABSENT for c in range(len(classes))) for row in rows]
             xmls = [annotations_dir / f"{Path(name).stem}.xml" for name in names]
             annotations = [read_annotation(xml, classes) if xml.is_file() else None for xml in xmls]
-        check_images_exist(images, names, str(self.list_file))
+            lines = None if reader is read_label_json else [row.line for row in rows]  # JSON: no line to name
+        check_images_exist(images, names, str(self.list_file), lines)
         super().__init__(images, list(zip(names, vectors)), transform, classes, origin)
         self.annotations = annotations
 

@@ -340,15 +340,25 @@ class EvaluationFolder:
             raise ValueError(f"{path} is not a saliency file (an .npz archive written by recognition_imagenet.py)")
         keys = ("maps", "indices", "targets", "method", "class_source")
         try:
+            # allow_pickle=False: an array of Python objects is never unpickled (that could run code)
             with np.load(path, allow_pickle=False) as data:
-                loaded = {key: data[key] for key in keys}
-                identity = json.loads(str(data["identity"])) if "identity" in data.files else None
+                names = [*keys, "identity"] if "identity" in data.files else list(keys)
+                loaded = {key: _array(data, key) for key in names}
+                pickled = next((key for key, array in loaded.items() if array is None), None)
+                identity = json.loads(str(loaded["identity"])) if "identity" in loaded and not pickled else None
         except KeyError as error:
             raise ValueError(f"{path} is not a saliency file of recognition_imagenet.py: it has no {error} array") \
                 from None
         except (ValueError, OSError, zipfile.BadZipFile) as error:
             raise ValueError(f"{path} is not a readable saliency file: {error}".splitlines()[0]) from None
+        if pickled:
+            raise ValueError(f"{path}: its {pickled} are of dtype object (pickled Python objects), which are never "
+                             f"loaded: unpickling could run code; expected numbers")
         maps = loaded["maps"]
+        for key, kinds, expected in (("maps", "f", "floating-point"), ("indices", "iu", "integer"),
+                                     ("targets", "iu", "integer")):
+            if loaded[key].dtype.kind not in kinds:
+                raise ValueError(f"{path}: its {key} are of dtype {loaded[key].dtype}, expected {expected} numbers")
         if maps.ndim != 3 or len(maps) != len(loaded["indices"]):
             raise ValueError(f"{path}: expected maps (N, h, w) with one dataset index per map")
         if 0 in maps.shape[1:]:
@@ -373,6 +383,16 @@ class EvaluationFolder:
             raise ValueError(f"{flag}: {file} is not a summary of objrecon_imagenet.py")
         summary["path"] = str(file)
         return summary
+
+
+def _array(data: np.lib.npyio.NpzFile, key: str) -> Optional[np.ndarray]:
+    """``data[key]``; None for an array of Python objects, which only unpickling could load."""
+    try:
+        return data[key]
+    except ValueError as error:
+        if "allow_pickle" not in str(error):
+            raise
+        return None
 
 
 def file_stem(name: str) -> str:

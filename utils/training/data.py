@@ -22,6 +22,8 @@ from utils.runtime.distributed import shard_indices
 
 from .settings import TrainingDataSettings
 
+FIRST_VALIDATION_IMAGES = 16  # decoded before training starts: well under a second at ImageNet sizes
+
 
 @dataclass
 class TrainingData:
@@ -39,9 +41,10 @@ def build_training_data(settings: TrainingDataSettings, classes: Optional[int], 
     the built-in set by default, else ``--root_data``/``--path_list``.
 
     Without a validation list, ``--val_split`` of the training list is held out (seeded by ``seed``). Every label
-    of both lists is checked against the class count here, so a bad one names its file and line before training
-    starts. ``--dataset voc``: ``--path_list`` / ``--val_list`` name image sets (default train / val) or multi-label
-    lists, checked against the devkit's classes when read.
+    of both lists is checked against the class count here, and every listed image file for existence and size (one
+    stat each), so a bad one names its file and line before training starts; the first validation images are
+    decoded too. ``--dataset voc``: ``--path_list`` / ``--val_list`` name image sets (default train / val) or
+    multi-label lists, checked against the devkit's classes when read.
     """
     root = settings.source.root
     if root is not None and not Path(root).is_dir():
@@ -71,6 +74,12 @@ def build_training_data(settings: TrainingDataSettings, classes: Optional[int], 
     train = EpochSeededDataset(Subset(train_set, train_indices), seed)
     # Each rank validates its own shard, without the padding a DistributedSampler would add.
     val = Subset(val_set, shard_indices(val_indices, rank, world_size)) if val_indices else None
+    if val is not None:
+        # every listed file was stat-ed when its dataset was built; decoding the first validation images as well
+        # finds what spoils a whole validation set (an unreadable format, a transform that fails) now, not after
+        # the first training epoch
+        for position in range(min(len(val), FIRST_VALIDATION_IMAGES)):
+            val[position]
     return TrainingData(train, val, num_classes, train_set.classes, validation, train_set.task)
 
 
