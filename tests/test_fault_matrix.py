@@ -58,6 +58,11 @@ Data, in all three scripts
   xmax < xmin or ymax < ymin or outside the image (naming the object too), an empty JPEG (with the image set's
   line): one line naming the file (and line) each (data/test_voc.py: test_bad_input_is_one_line_naming_the_file,
   test_classes_must_match_the_devkit)
+- tar shards (--dataset wds): a sample without a class (no .cls), a corrupt image in a tar (loader workers on), no
+  .tar under --root_data, a class outside --classes: one line naming the shard and the key (or the folder)
+  (test_bad_shards_and_hf_datasets_are_one_line)
+- a Hugging Face dataset on disk (--dataset hf) without an image column, without a label column, or with a class
+  outside --classes: one line naming the dataset and the column (or row) (test_bad_shards_and_hf_datasets_are_one_line)
 - --criterion CrossEntropy on multi-label data; --resume of a single-label run with --dataset voc: one line each
   (training/test_multilabel.py); a multi-label run evaluated as single-label data: one line
   (evaluation/test_multilabel.py)
@@ -148,6 +153,7 @@ import main_INets
 import recognition_imagenet
 import utils.training.trainer
 from objrecon_imagenet import main as objrecon_main
+from tests.data.writers import write_shard
 from tests.helpers import maps_file, read_maps
 from utils.data import ListDataset, ensure_builtin_dataset
 from utils.runtime.cli import parse_args
@@ -213,6 +219,66 @@ def test_corrupt_image_in_training_is_one_line_naming_the_file(corrupt_list, tmp
         "--root_data", str(root), "--path_list", str(listing), "--val_split", "0", "--store_dir", str(tmp_path / "r")])
     assert str(bad) in message and "cannot read image" in message and "DataLoader" not in message
     assert not multiprocessing.active_children()
+
+
+@pytest.fixture(scope="module")
+def bad_formats(tmp_path_factory) -> dict[str, tuple[list[str], list[str]]]:
+    """Bad data in the formats of large datasets, six built-in images each: the data flags, and what the one-line
+    error names."""
+    import datasets
+    from PIL import Image
+
+    data = ensure_builtin_dataset(tmp_path_factory.mktemp("bad_formats_builtin") / "b", seed=0, imsize=32,
+                                  train_per_class=1, val_per_class=1)
+    out = tmp_path_factory.mktemp("bad_formats")
+    rows = [(path.rsplit(".", 1)[0], (data / "images" / path).read_bytes(), label)
+            for path, label in (row.rsplit(",", 1) for row in (data / "val.csv").read_text().splitlines())]
+    no_class = write_shard(out / "no_class" / "s-0.tar", [*rows[:2], (rows[2][0], rows[2][1], None), *rows[3:]])
+    corrupt = write_shard(out / "corrupt" / "s-0.tar", [*rows[:2], (rows[2][0], rows[2][1][:60], 2), *rows[3:]])
+    outside = write_shard(out / "outside" / "s-0.tar", [*rows[:5], (rows[5][0], rows[5][1], 9)])
+    (out / "empty").mkdir()
+    images = [Image.open(data / "images" / f"{key}.png") for key, _, _ in rows]
+    labels = [int(label) for _, _, label in rows]
+    for name, columns in {"no_image": {"picture": [key for key, _, _ in rows], "label": labels},
+                          "no_label": {"image": images, "caption": [key for key, _, _ in rows]},
+                          "hf_outside": {"image": images, "label": [*labels[:5], 9]}}.items():
+        datasets.Dataset.from_dict(columns).save_to_disk(str(out / name))
+    shards, hf = ["--dataset", "wds", "--root_data"], ["--dataset", "hf", "--root_data"]
+    return {
+        "sample without a class": ([*shards, str(out / "no_class")], [str(no_class), rows[2][0], "no class"]),
+        "corrupt image": ([*shards, str(out / "corrupt")], [f"{corrupt}:{rows[2][0]}", "cannot read image"]),
+        "no shards": ([*shards, str(out / "empty")], [str(out / "empty"), "no .tar shards"]),
+        "class outside --classes": ([*shards, str(out / "outside")], [str(outside), f"{rows[5][0]}.cls",
+                                                                       "class 9 is outside [0, 6)"]),
+        "hf without image column": ([*hf, str(out / "no_image")], [str(out / "no_image"), "no image column",
+                                                                    "picture, label"]),
+        "hf without label column": ([*hf, str(out / "no_label")], [str(out / "no_label"), "no label column"]),
+        "hf class outside --classes": ([*hf, str(out / "hf_outside")], [str(out / "hf_outside"), "row 5",
+                                                                         "class 9 is outside [0, 6)"]),
+    }
+
+
+FORMAT_FAULTS = ["sample without a class", "no shards", "class outside --classes", "hf without image column",
+                 "hf without label column", "hf class outside --classes"]
+
+
+# found when the dataset is built, by the factory that all three scripts share: training and recognition test it;
+# a corrupt image is found when read, by each script's loader
+@pytest.mark.parametrize("fault, script", [
+    *((fault, script) for fault in FORMAT_FAULTS for script in ("training", "recognition")),
+    *(("corrupt image", script) for script in ("training", "recognition", "objrecon"))])
+def test_bad_shards_and_hf_datasets_are_one_line(trained_runs, bad_formats, tmp_path, fault, script):
+    flags, named = bad_formats[fault]
+    flags = [*flags, "--workers", "2", "--batch_size", "2", "--imsize", "32"]
+    if script == "training":
+        message = one_line_error(main_INets.main, [*flags, "--model", "resnet18", "--epochs", "1", "--classes", "6",
+                                                   "--val_split", "0", "--store_dir", str(tmp_path / "r")])
+    else:
+        flags = [*flags, "--state_root", str(trained_runs["gap"]), "--store_dir", str(tmp_path)]
+        main = recognition_imagenet.main if script == "recognition" else objrecon_main
+        message = one_line_error(main, flags if script == "recognition" else [*flags, "--method", "gradcam"])
+    assert all(part in message for part in named), message
+    assert "DataLoader" not in message and not multiprocessing.active_children()
 
 
 # --------------------------------------------------------------------------------------------------

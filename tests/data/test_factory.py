@@ -77,13 +77,13 @@ def test_each_source_goes_to_its_format(tmp_path, builtin_defaults, devkit):
         dataset = build_dataset(source, Preprocessing(16), train=False)
         assert type(dataset) is cls and dataset[0][0].shape == (3, 16, 16)
         assert dataset.task == kind_task(source.kind)
-    assert DATASET_KINDS == ("imagenet", "voc")
-    assert [kind_task(kind) for kind in DATASET_KINDS] == [SINGLE_LABEL, MULTI_LABEL]
+    assert DATASET_KINDS == ("imagenet", "voc", "wds", "hf")
+    assert [kind_task(kind) for kind in DATASET_KINDS] == [SINGLE_LABEL, MULTI_LABEL, SINGLE_LABEL, SINGLE_LABEL]
     assert [default_kind(task) for task in (None, SINGLE_LABEL, MULTI_LABEL)] == ["imagenet", "imagenet", "voc"]
 
 
 def test_a_bad_kind_is_one_line_naming_the_flag():
-    with pytest.raises(ValueError, match=r"^--dataset coco: expected one of imagenet, voc$"):
+    with pytest.raises(ValueError, match=r"^--dataset coco: expected one of imagenet, voc, wds, hf$"):
         DataSource("coco")
 
 

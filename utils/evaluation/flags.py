@@ -32,15 +32,19 @@ def add_evaluation_data_arguments(parser: argparse.ArgumentParser, batch_help: s
                                   ) -> argparse._ArgumentGroup:
     data = parser.add_argument_group("Data initialization")
     data.add_argument("--dataset", choices=DATASET_KINDS, default=None,
-                      help="imagenet: single-label data; voc: multi-label Pascal VOC (a VOCdevkit year folder, or "
-                           "the built-in multi-label set). Default: the run's (its config.json records the task)")
+                      help="imagenet: single-label files (lists, image folders, ImageNet's layout); voc: "
+                           "multi-label Pascal VOC (a VOCdevkit year folder, or the built-in multi-label set); wds: "
+                           "WebDataset tar shards; hf: a Hugging Face dataset saved on disk (docs/data-formats.md). "
+                           "Default: the run's (its config.json records the task)")
     data.add_argument("--root_data", default=None,
-                      help="image root (--dataset voc: the VOCdevkit year folder); default: the built-in dataset "
-                           "(val split)")
+                      help="image root (--dataset voc: the VOCdevkit year folder; wds: the folder of .tar shards; "
+                           "hf: the save_to_disk folder); default: the built-in dataset (val split)")
     data.add_argument("--path_lbl", "--sorted_path", "--path_list", dest="path_lbl", default=None,
                       help="list file (relative/path,label per line), found in the working directory or under "
-                           "--root_data; without it --root_data must hold one sub-folder per class. --dataset "
-                           "voc: an image set (default val), a multi-label list or the reference's JSON list")
+                           "--root_data; without it --root_data must hold one sub-folder per class or ImageNet's "
+                           "val/. --dataset voc: an image set (default val), a multi-label list or the reference's "
+                           "JSON list; wds: a sub-folder or glob of the shards (default val/ where there is one); "
+                           "hf: a split (default validation, val or test)")
     data.add_argument("--fraction", type=float, default=1.0,
                       help="seeded random fraction of the evaluated images, in (0, 1] (1 = all)")
     data.add_argument("--seed", type=int, default=0, help="seed of --fraction and of the random baseline")

@@ -94,7 +94,8 @@ def _count_classes(classes: Optional[int], train_set: ImageDataset) -> tuple[int
     empty = sorted(set(range(count)) - labels)
     if empty:
         shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
-        raise ValueError(f"{train_set.list_file}: no sample has label {shown}, so classes 0..{count - 1} would "
+        source = getattr(train_set, "list_file", None) or train_set.origin  # a list names its file, others their data
+        raise ValueError(f"{source}: no sample has label {shown}, so classes 0..{count - 1} would "
                          f"include classes without data; pass --classes {count} if that is meant (or name the "
                          f"classes in a {CLASSES_FILENAME} beside the list)")
     return count, f"the {count} classes of the training labels (--classes sets more)"

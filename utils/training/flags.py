@@ -65,19 +65,25 @@ def build_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
 
     data = parser.add_argument_group("Data initialization")
     data.add_argument("--dataset", choices=DATASET_KINDS, default="imagenet",
-                      help="imagenet: single-label (list files, image folders, the built-in shapes); voc: "
-                           "multi-label Pascal VOC (a VOCdevkit year folder, or the built-in multi-label shapes)")
+                      help="imagenet: single-label files (list files, image folders, ImageNet's train/val "
+                           "layout, the built-in shapes); voc: multi-label Pascal VOC (a VOCdevkit year folder, or "
+                           "the built-in multi-label shapes); wds: WebDataset tar shards; hf: a Hugging Face dataset "
+                           "saved on disk (docs/data-formats.md)")
     data.add_argument("--root_data", default=None,
-                      help="image root (--dataset voc: the VOCdevkit year folder, e.g. VOCdevkit/VOC2012); "
-                           "default: the built-in generated dataset")
+                      help="image root (--dataset voc: the VOCdevkit year folder, e.g. VOCdevkit/VOC2012; wds: the "
+                           "folder of .tar shards; hf: the save_to_disk folder); default: the built-in generated "
+                           "dataset")
     data.add_argument("--path_list", default=None,
                       help="training list (path,label per line) or a folder holding train.csv [and val.csv]; "
-                           "without it --root_data must hold one sub-folder per class. --dataset voc: an image "
-                           "set (default train), a multi-label list (path,label label ...) or a JSON list")
+                           "without it --root_data must hold one sub-folder per class or ImageNet's train/ [and "
+                           "val/]. --dataset voc: an image set (default train), a multi-label list (path,label "
+                           "label ...) or a JSON list; wds: a sub-folder or glob of the shards (default train/ "
+                           "where there is one); hf: a split (default train)")
     data.add_argument("--val_list", default=None,
                       help="validation list (default: val.csv or val.txt beside --path_list, a list file or a "
                            "folder; without one, --val_split of the training list). --dataset voc: an image set "
-                           "(default val) or a list")
+                           "(default val) or a list; wds: the shards' sub-folder or glob (default val/); hf: a "
+                           "split (default validation, val or test)")
     data.add_argument("--val_root", default=None, help="image root of --val_list (default: --root_data)")
     data.add_argument("--val_split", type=float, default=0.1,
                       help="fraction of the training list held out for validation when there is no validation "
