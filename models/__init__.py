@@ -1,6 +1,7 @@
 """CA-Stream models: ``create_model`` builds a timm CNN with a ``gap``, ``ca`` or ``ca_last`` pooling head."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -37,11 +38,12 @@ def parse_model_name(name: str, pool: Optional[str] = None) -> tuple[str, str]:
 
 def _check_backbone(name: str) -> None:
     # the families' architectures are the tested ones; any other timm CNN exposing feature_info works too
-    if name in supported_backbones():
+    if name in supported_backbones() or timm.is_model(name):
         return
-    if not timm.is_model(name):
-        raise ValueError(f"unknown backbone '{name}': supported are {', '.join(supported_backbones())} "
-                         "(or any timm CNN with feature_info)")
+    close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.75)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(f"--model: unknown backbone '{name}' ({hint}tested are {', '.join(supported_backbones())}; any "
+                     "timm CNN with feature_info works, timm.list_models() names them)")
 
 
 def create_model(
@@ -96,6 +98,7 @@ def data_config(name: str, pretrained: bool = False) -> tuple[tuple[float, ...],
     """(mean, std) the backbone's weights expect: timm's pretrained config of the architecture, or, for the weights
     shipped in an installed package (``pretrained`` EfficientNet-Lite0/1/2), theirs."""
     backbone = parse_model_name(name)[0]
+    _check_backbone(backbone)  # before asking timm for its config: "no pretrained config" would hide the typo
     if pretrained and backbone in PACKAGED_WEIGHTS:
         return _PACKAGED_MEAN_STD
     config = timm.models.get_pretrained_cfg(backbone)

@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
+from utils.runtime.io import unreadable_file
 from utils.runtime.layout import RunFolder
 
 StateDict = dict[str, torch.Tensor]
@@ -73,7 +74,7 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a corrupt or foreign file: one line naming it
-        raise ValueError(f"cannot read weights from {path}: {type(error).__name__}: {error}".splitlines()[0]) from None
+        raise unreadable_file(path, "weights from", error) from None
     return unwrap_state_dict(state, str(path))
 
 

@@ -43,6 +43,22 @@ Training (main_INets.py)
 - a --config YAML value the flag would not take (epochs: 1.5, lr: [0.1, 0.2], freeze: "no", pool: avg): refused
   when the file is read, naming the file and the key; milestones: 5 is the list [5]
   (test_config_values_are_checked_against_their_flags)
+- two runs at once into one --store_dir (both ended rc 0 with their files mixed): the folder is locked for the run's
+  life (an flock, released by the kernel on kill -9, not held by forked loader workers); the second gets one line
+  naming the folder and the holder (pid, host, start, command) and writes nothing, whether --resume, --overwrite or
+  neither; after the holder's kill -9 the next run takes the folder (test_two_runs_into_one_folder)
+- --resume with another --imsize (it continued and rewrote config.json), or another input normalisation: one line
+  naming the flag and both values, config.json untouched (test_resume_with_another_geometry_is_refused)
+- --use_gpu without CUDA (a traceback in training): one line, nothing created
+  (test_use_gpu_without_cuda_in_training); --amp fp16 on a CPU, in all three scripts (accepted, 30x slower): refused
+  with one line pointing at bf16 (test_amp_fp16_on_a_cpu_is_refused)
+- a read-only or full disk during training: one line naming the file and the reason (ENOSPC, EACCES, EROFS), the
+  previous checkpoint intact and no temporary left (test_full_or_read_only_disk_during_training)
+- an unknown --model (reported as "no pretrained config"): one line naming the flag, the value, close names and the
+  tested backbones (test_unknown_model_names_the_flag)
+- a truncated last.pth or model.safetensors, or a .pth of pickled objects: one line naming the file, corrupt or
+  truncated, never PyTorch's advice to reload with weights_only=False
+  (test_corrupt_checkpoint_is_named_without_unsafe_advice)
 
 Data, in all three scripts
 - a corrupt image (truncated PNG), loader workers on: one line with the image's path and PIL's reason, and the
@@ -91,6 +107,12 @@ Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
   evaluation/test_recognition.py)
 - an index out of range, a fraction outside (0, 1], an unknown method, --use_gpu without CUDA: one line naming the
   flag and the value (evaluation/test_recognition.py, evaluation/test_objrecon.py)
+- two evaluations at once into one --store_dir: the second gets one line naming the folder and the holder
+  (test_two_evaluations_into_one_folder)
+- a failed evaluation (a bad --indexes): no empty --store_dir left behind; a folder the user made stays
+  (test_failed_evaluation_leaves_no_empty_folder)
+- a log file instead of a terminal: plain lines at every tenth of the images, no progress bars
+  (test_evaluation_log_file_gets_plain_lines)
 
 Reports (report.html, compare.html: utils/reports)
 - the compare command given a folder without summary.json: one line naming the folder; given one folder: one line
@@ -138,8 +160,14 @@ Benchmarks and experiments (bench/, routines/experiments/)
 """
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import os
+import pickle
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,9 +185,13 @@ from tests.data.writers import write_shard
 from tests.helpers import maps_file, read_maps
 from utils.data import ListDataset, ensure_builtin_dataset
 from utils.runtime.cli import parse_args
+from utils.runtime.io import atomic_write_leftovers, load_training_state
 from utils.runtime.layout import EvaluationFolder
+from utils.runtime.lock import LOCK_NAME, FolderLock
+from utils.training.trainer import Trainer
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def one_line_error(main, argv: list[str]) -> str:
@@ -606,3 +638,192 @@ def test_maps_without_identity_are_scored_with_a_warning(trained_runs, tmp_path,
     np.savez(maps_file(tmp_path, "gradcam"), **old_format)
     objrecon_main(evaluation_flags(trained_runs, "gap", tmp_path))
     assert "records no model or data identity" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# run-side faults: folder locks, devices, disks, checkpoints, logs
+
+
+TINY_RUN = ["--model", "resnet18", "--imsize", "32", "--batch_size", "16", "--workers", "0", "--fraction", "0.05",
+            "--val_split", "0.02", "--seed", "0"]
+
+
+def fixture_run_flags(run: Path, store_dir: Path, *extra: str) -> list[str]:
+    """Evaluation flags for a copy of tests/fixtures/run_v1 (a 0.1M-parameter CA model) on two built-in images."""
+    data = ensure_builtin_dataset()
+    return ["--state_root", str(run), "--store_dir", str(store_dir), "--root_data", str(data / "images"),
+            "--path_lbl", str(data / "val.csv"), "--workers", "0", "--indexes", "0", "1", *extra]
+
+
+HOLD_AFTER_FIRST_EPOCH = """
+import sys
+import main_INets
+from utils.training.trainer import Trainer
+
+save = Trainer._save
+
+
+def save_then_hold(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test closes stdin, or kills this process
+
+
+Trainer._save = save_then_hold
+main_INets.main(sys.argv[1:])
+"""
+
+
+def test_two_runs_into_one_folder(tmp_path):
+    """A training (a real process, its loader workers forked) holds its folder: a second run gets one line naming
+    the folder and the holder, and writes nothing; once the holder is killed with SIGKILL (its orphaned workers may
+    live on for seconds), the next run takes the folder."""
+    store = tmp_path / "run"
+    flags = [*TINY_RUN, "--workers", "2", "--epochs", "2", "--store_dir", str(store)]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AFTER_FIRST_EPOCH, *flags], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        for line in holder.stdout:
+            if line.strip() == "holding":
+                break
+        else:
+            pytest.fail(f"the first run ended early (rc {holder.wait()})")
+        before = {path.name: path.stat().st_mtime_ns for path in store.iterdir()}
+        for second in (["--resume"], ["--overwrite"], []):
+            message = one_line_error(main_INets.main, [*flags, "--workers", "0", *second])
+            assert message.startswith(f"error: --store_dir {store} is in use by another run (pid {holder.pid} on ")
+            assert message.endswith(f"--store_dir {store}); wait for it to end or use another --store_dir")  # argv
+        assert {path.name: path.stat().st_mtime_ns for path in store.iterdir()} == before
+    finally:
+        holder.kill()  # SIGKILL: no handler runs, the kernel releases the lock
+        holder.wait()
+    assert (store / LOCK_NAME).exists()  # left by the killed run: a file, not a lock
+    main_INets.main([*flags, "--workers", "0", "--resume"])
+    assert not (store / LOCK_NAME).exists() and (store / "last.pth").is_file()
+
+
+@pytest.mark.parametrize("main", [recognition_imagenet.main, objrecon_main], ids=["recognition", "objrecon"])
+def test_two_evaluations_into_one_folder(tmp_path, main):
+    store = tmp_path / "eval"
+    with FolderLock(store, "--store_dir") as held:
+        message = one_line_error(main, fixture_run_flags(FIXTURES / "run_v1", store, "--method", "gradcam"))
+        assert f"--store_dir {store} is in use by another run (pid {os.getpid()} on " in message
+        assert sorted(path.name for path in store.iterdir()) == [LOCK_NAME] and held.held
+    assert not store.exists()  # the holder created it and wrote nothing: removed with the lock
+
+
+@pytest.mark.parametrize("main", [recognition_imagenet.main, objrecon_main], ids=["recognition", "objrecon"])
+def test_failed_evaluation_leaves_no_empty_folder(tmp_path, main):
+    store = tmp_path / "new" / "eval"
+    message = one_line_error(main, fixture_run_flags(FIXTURES / "run_v1", store, "--method", "gradcam",
+                                                     "--indexes", "100000"))
+    assert "100000" in message
+    assert not (tmp_path / "new").exists()
+    store.mkdir(parents=True)  # a folder the user made stays
+    one_line_error(main, fixture_run_flags(FIXTURES / "run_v1", store, "--method", "gradcam", "--indexes", "100000"))
+    assert store.is_dir() and not any(store.iterdir())
+
+
+def test_resume_with_another_geometry_is_refused(tmp_path):
+    store = tmp_path / "run"
+    main_INets.main([*TINY_RUN, "--epochs", "1", "--store_dir", str(store)])
+    config = (store / "config.json").read_text()
+    message = one_line_error(main_INets.main, [*TINY_RUN, "--epochs", "2", "--store_dir", str(store), "--resume",
+                                               "--imsize", "64"])
+    assert "--imsize 32, but this run has --imsize 64" in message and str(store / "config.json") in message
+    assert (store / "config.json").read_text() == config and len((store / "log.csv").read_text().splitlines()) == 2
+
+
+def test_use_gpu_without_cuda_in_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = one_line_error(main_INets.main, [*TINY_RUN, "--use_gpu", "--store_dir", str(tmp_path / "run")])
+    assert message == "error: --use_gpu given but CUDA is not available (leave it out to run on the CPU)"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("script", ["training", "recognition", "objrecon"])
+def test_amp_fp16_on_a_cpu_is_refused(tmp_path, script):
+    store = tmp_path / "out"
+    if script == "training":
+        message = one_line_error(main_INets.main, [*TINY_RUN, "--amp", "fp16", "--store_dir", str(store)])
+    else:
+        main = recognition_imagenet.main if script == "recognition" else objrecon_main
+        message = one_line_error(main, fixture_run_flags(FIXTURES / "run_v1", store, "--amp", "fp16"))
+    assert message.startswith("error: --amp fp16 is for CUDA (--use_gpu)") and "--amp bf16" in message
+    assert not store.exists()
+
+
+def test_unknown_model_names_the_flag(tmp_path):
+    message = one_line_error(main_INets.main, [*TINY_RUN, "--model", "resnet5", "--store_dir", str(tmp_path / "r")])
+    assert "--model: unknown backbone 'resnet5' (did you mean resnet50" in message
+    assert "pretrained config" not in message and not (tmp_path / "r").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's, about the file of pickled objects
+def test_corrupt_checkpoint_is_named_without_unsafe_advice(tmp_path):
+    """A truncated last.pth (resumed) and a truncated model.safetensors (evaluated): one line naming the file, and
+    never PyTorch's advice to load with weights_only=False, which would run whatever the file holds."""
+    store = tmp_path / "run"
+    main_INets.main([*TINY_RUN, "--epochs", "1", "--store_dir", str(store)])
+    state = store / "last.pth"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    message = one_line_error(main_INets.main, [*TINY_RUN, "--epochs", "2", "--store_dir", str(store), "--resume"])
+    assert f"cannot read training state {state}: the file is corrupt or truncated" in message
+    state.write_bytes(pickle.dumps(object))  # a pickle of something other than tensors
+    message = one_line_error(main_INets.main, [*TINY_RUN, "--epochs", "2", "--store_dir", str(store), "--resume"])
+    assert str(state) in message and "weights_only" not in message
+
+    run = tmp_path / "run_v1"
+    shutil.copytree(FIXTURES / "run_v1", run)
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    message = one_line_error(recognition_imagenet.main, fixture_run_flags(run, tmp_path / "eval"))
+    assert f"{weights}: the file is corrupt or truncated" in message and "weights_only" not in message
+
+
+def test_full_or_read_only_disk_during_training(tmp_path, monkeypatch):
+    """The run folder becomes read-only (as root, for whom permissions do not apply: the disk fills up) in the second
+    epoch: one line naming the file and the reason; the first epoch's checkpoint still loads."""
+    store = tmp_path / "run"
+    flags = [*TINY_RUN, "--store_dir", str(store), "--s_iterations", "1"]
+    main_INets.main([*flags, "--epochs", "1"])
+    committed = (store / "last.pth").read_bytes()
+    save = Trainer._save
+
+    def save_on_a_failing_disk(self, epoch, *args, **kwargs):
+        if os.geteuid() == 0:
+            def full(fd):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            monkeypatch.setattr(os, "fsync", full)
+        else:
+            store.chmod(0o555)
+        return save(self, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_save", save_on_a_failing_disk)
+    try:
+        message = one_line_error(main_INets.main, [*flags, "--epochs", "2", "--resume"])
+    finally:
+        store.chmod(0o755)
+    reason = os.strerror(errno.ENOSPC if os.geteuid() == 0 else errno.EACCES)
+    assert re.fullmatch(rf"error: cannot write {re.escape(str(store))}/checkpoint_epoch2\.pth: {reason}; the "
+                        r"checkpoint_epoch2\.pth there before, if any, is unchanged", message), message
+    monkeypatch.undo()
+    assert (store / "last.pth").read_bytes() == committed
+    assert load_training_state(store / "last.pth")["epoch"] == 1
+    assert not atomic_write_leftovers(store)
+
+
+def test_evaluation_log_file_gets_plain_lines(tmp_path, monkeypatch, capsys):
+    """stderr is a file, as in a batch job: a plain line at every tenth of the images, no bar redraws."""
+    log = tmp_path / "job.err"
+    with log.open("w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        recognition_imagenet.main(fixture_run_flags(FIXTURES / "run_v1", tmp_path / "eval", "--batch_size", "1",
+                                                    "--indexes", *map(str, range(20))))
+        objrecon_main(fixture_run_flags(FIXTURES / "run_v1", tmp_path / "eval", "--method", "random",
+                                        "--batch_size", "1", "--indexes", *map(str, range(20))))
+    text = log.read_text() + capsys.readouterr().out
+    assert not re.search(r"\r|\d+%\|", text)
+    for desc in ("recognition", "objrecon"):
+        counts = re.findall(rf"^{desc}: (\d+)/20 img \(\d+\.\d img/s\)$", text, re.M)
+        assert counts == [str(n) for n in range(2, 21, 2)], text

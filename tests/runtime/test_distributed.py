@@ -125,7 +125,8 @@ def test_single_process_helpers_are_no_ops():
 
 def test_use_gpu_without_cuda_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="^--use_gpu given but CUDA is not available$"):
+    with pytest.raises(ValueError, match=r"^--use_gpu given but CUDA is not available \(leave it out to run on the "
+                                         r"CPU\)$"):
         D.setup_distributed(use_gpu=True, environ={})
 
 

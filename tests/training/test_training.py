@@ -21,6 +21,7 @@ from models import create_model
 from tests.helpers import error_of
 from utils.evaluation.model import load_trained_model
 from utils.runtime.io import atomic_write, load_training_state, save_training_state
+from utils.runtime.lock import LOCK_NAME
 from utils.task import PassScore
 from utils.training.flags import settings_from_flags
 from utils.training.loops import EpochStats
@@ -170,8 +171,9 @@ def test_a_run_folder_is_reused_only_on_purpose(tmp_path, builtin_flags, monkeyp
     monkeypatch.setattr(os, "replace", replace_and_look)
     main_INets.main([*short, "--pool", "ca", "--overwrite"])
     monkeypatch.undo()
-    # the new config.json never stood beside the previous run's weights, and a file not of the layout stays
-    assert folder_at_config == [["config.json", "notes.txt"]]
+    # the new config.json never stood beside the previous run's weights, and a file not of the layout stays (the
+    # run's lock is held meanwhile)
+    assert folder_at_config == [[LOCK_NAME, "config.json", "notes.txt"]]
     assert not (run / "checkpoint_epoch1.pth").exists() and (run / "notes.txt").read_text() == "not the run's"
     model, config = load_trained_model(str(run))
     assert config["pool"] == model.pool == "ca"

@@ -42,7 +42,7 @@ from utils.reports.compare import write_compare_page
 from utils.reports.plots import save_curve_panels, save_curve_plot
 from utils.reports.report import gallery_rows, thumbnails, write_report_page
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
-from utils.runtime.forward import ForwardSettings
+from utils.runtime.forward import ForwardSettings, check_device
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
@@ -52,7 +52,7 @@ from .pairs import pair_key, select
 from .results import EvaluationResult, path_text
 from .rows import shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
-from .session import EvaluationData, batches, check_device, load_evaluation
+from .session import EvaluationData, batches, load_evaluation, store_dir_lock
 from .settings import EvaluatedData, EvaluationSettings, TrainedModel, tolerance_px
 
 ROW_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o")
@@ -66,8 +66,14 @@ def csv_fields() -> tuple[str, ...]:
 def evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
     """Scores the maps ``settings`` describe (the flags of ``objrecon_imagenet.py``) and returns the summary and
     files that rank 0 wrote (None on the other ranks of a distributed run). User errors raise ValueError / OSError
-    with one line."""
-    check_device(settings.use_gpu)
+    with one line. ``--store_dir`` is locked for the run's life (:func:`.session.store_dir_lock`)."""
+    with store_dir_lock(settings):
+        return _evaluate(settings)
+
+
+def _evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
+    """The work of :func:`evaluate`, its ``--store_dir`` locked."""
+    check_device(settings.use_gpu, settings.forward.amp)
     began = time.perf_counter()
     trained, evaluated = settings.model, settings.data
     folder = EvaluationFolder(settings.store_dir or default_store_dir(trained.state_root, trained.choice.name))

@@ -37,7 +37,7 @@ from utils.faithfulness import (
 )
 from utils.reports.plots import save_overlay_grid
 from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
-from utils.runtime.forward import ForwardSettings
+from utils.runtime.forward import ForwardSettings, check_device
 from utils.runtime.io import ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
 from utils.task import Task
@@ -47,7 +47,7 @@ from .model import default_store_dir
 from .pairs import Pair, pair_key, select
 from .results import RecognitionResult, path_text
 from .rows import shard_rows
-from .session import EvaluationData, batches, check_device, load_evaluation
+from .session import EvaluationData, batches, load_evaluation, store_dir_lock
 from .settings import EvaluatedData, RecognitionSettings, tolerance_px
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "nll", "top5", "target")
@@ -60,8 +60,14 @@ _MASK_CHUNK = 256  # masks scored this many at a time (bool imsize x imsize each
 def recognise(settings: RecognitionSettings) -> RecognitionResult:
     """Runs the evaluation ``settings`` describe (the flags of ``recognition_imagenet.py``) and returns its report
     and files; rank 0 alone scores localisation and writes the files. User errors raise ValueError / OSError with
-    one line."""
-    check_device(settings.use_gpu)
+    one line. ``--store_dir`` is locked for the run's life (:func:`.session.store_dir_lock`)."""
+    with store_dir_lock(settings):
+        return _recognise(settings)
+
+
+def _recognise(settings: RecognitionSettings) -> RecognitionResult:
+    """The work of :func:`recognise`, its ``--store_dir`` locked."""
+    check_device(settings.use_gpu, settings.forward.amp)
     check_ap_definition(settings.ap)
     names = method_names(settings.saliency.methods or [])
     trained, evaluated, subset = settings.model, settings.data, settings.data.subset

@@ -3,27 +3,33 @@ preprocessing, the forward settings, and the pass over a shard of rows in batche
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from models.classifier import CAStreamClassifier
 from utils.data import DataSource, ImageDataset, Preprocessing, build_dataset, default_kind, kind_task
+from utils.runtime.distributed import detect_environment
 from utils.runtime.forward import ForwardSettings
+from utils.runtime.lock import FolderLock
+from utils.runtime.progress import counter
 from utils.task import Task, create_task
 
 from .identity import evaluation_identity, preprocessing_card
-from .model import load_trained_model
-from .settings import EvaluatedData, Saliency, TrainedModel
+from .model import default_store_dir, load_trained_model
+from .settings import EvaluatedData, EvaluationSettings, RecognitionSettings, Saliency, TrainedModel
 
 DEFAULT_IMSIZE = 224
 
 
-def check_device(use_gpu: bool) -> None:
-    """``use_gpu`` needs CUDA (one line before any work)."""
-    if use_gpu and not torch.cuda.is_available():
-        raise ValueError("--use_gpu given but CUDA is not available (leave it out to run on the CPU)")
+def store_dir_lock(settings: Union[RecognitionSettings, EvaluationSettings]) -> FolderLock:
+    """The lock of an evaluation's ``--store_dir`` (a ``with`` block holds it): a second run into the folder fails
+    with one line naming the holder, and a folder the run created is removed again if the run fails before writing
+    anything into it. Under torchrun / SLURM rank 0 takes it (the other ranks write nothing)."""
+    trained = settings.model
+    folder = settings.store_dir or default_store_dir(trained.state_root, trained.choice.name)
+    return FolderLock(folder, "--store_dir", enabled=detect_environment().is_main)
 
 
 @dataclass
@@ -88,13 +94,11 @@ def load_evaluation(trained: TrainedModel, evaluated: EvaluatedData, saliency: S
 def batches(dataset, rows: Sequence[int], batch_size: int, workers: int, forward: ForwardSettings,
             device: torch.device, desc: str, progress: bool) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """(dataset rows, images on ``device`` in the forward's layout, labels) for every batch of ``rows``, in order;
-    the progress bar counts images."""
-    from tqdm.auto import tqdm
-
+    the progress bar (plain lines in a log file) counts images."""
     loader = DataLoader(Subset(dataset, list(rows)), batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
     start = 0
-    with tqdm(total=len(rows), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    with counter(len(rows), progress, desc, "img") as bar:
         for images, labels in loader:
             batch_rows = list(rows[start:start + len(labels)])
             start += len(labels)

@@ -25,6 +25,8 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 
+from .forward import check_device
+
 Launcher = Literal["none", "torchrun", "slurm"]
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -168,9 +170,8 @@ def setup_distributed(
     devices, which covers both "every task sees all GPUs" and SLURM's one-GPU-per-task binding.
     """
     env = detect_environment(environ)
+    check_device(use_gpu)
     if use_gpu:
-        if not torch.cuda.is_available():
-            raise RuntimeError("--use_gpu given but CUDA is not available")
         device = torch.device("cuda", env.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     else:

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -31,10 +32,15 @@ def current_umask() -> int:
 
 def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Writes through a temporary file in the same folder, then renames it over ``path``: a run killed
-    mid-write leaves the previous file intact (and the temporary, see :func:`atomic_write_leftovers`)."""
+    mid-write leaves the previous file intact (and the temporary, see :func:`atomic_write_leftovers`). A write the
+    file system refuses (read-only, full, no permission) raises an OSError of one line naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
+    kept = f"; the {path.name} there before, if any, is unchanged"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX)
+    except OSError as error:
+        raise write_error(path, error, kept) from None
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -43,10 +49,20 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
         # mkstemp creates the file private (0600); give it the mode a plain open() would have
         os.chmod(tmp_name, 0o666 & ~current_umask())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise write_error(path, error, kept) from None
         raise
     return path
+
+
+def write_error(path: PathLike, error: OSError, note: str = "") -> OSError:
+    """``error`` (of the same class and errno: ENOSPC, EROFS, EACCES, ...) as one line naming the file written, and
+    ``note``."""
+    failure = type(error)(f"cannot write {path}: {error.strerror or error}{note}")
+    failure.errno = error.errno
+    return failure
 
 
 def ensure_writable_dir(path: PathLike, flag: str) -> Path:
@@ -123,5 +139,19 @@ def load_training_state(path: PathLike) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"training state not found: {path}") from None
     except Exception as error:
-        raise ValueError(f"cannot read training state {path}: {type(error).__name__}: {error}".splitlines()[0]) \
-            from None
+        raise unreadable_file(path, "training state", error) from None
+
+
+def unreadable_file(path: PathLike, what: str, error: BaseException) -> ValueError:
+    """One line for a weights file or training state that ``torch.load`` (``weights_only=True``) or safetensors
+    cannot read: the file and why, never PyTorch's advice to load it with ``weights_only=False`` (which would run
+    whatever code the file holds)."""
+    path = Path(path)
+    if isinstance(error, pickle.UnpicklingError) and "weights_only" in str(error):
+        return ValueError(f"cannot read {what} {path}: it is corrupt, or holds Python objects besides tensors "
+                          "(not unpickled here: that could run code)")
+    if path.is_file() and path.stat().st_size == 0:
+        reason = "the file is empty"
+    else:  # the first sentence of the reason: PyTorch goes on to guess at causes ("If you are seeing this error...")
+        reason = re.split(r"(?<=[a-z)])\. ", str(error).strip().split("\n")[0])[0] or type(error).__name__
+    return ValueError(f"cannot read {what} {path}: the file is corrupt or truncated ({reason})")

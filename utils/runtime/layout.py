@@ -10,6 +10,7 @@ A run folder (``--store_dir`` of main_INets.py)::
     model.safetensors            the latest weights; model_best / model_ema.safetensors beside it
     checkpoint_epoch<N>.pth      the training state every --s_iterations epochs
     tensorboard/events.out.*     the scalars of log.csv
+    .ca_stream.lock              while a run holds the folder (utils.runtime.lock; also in evaluation folders)
 
 Any other file in a run folder is not the run's and is never removed.
 

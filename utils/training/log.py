@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from utils.runtime.io import write_error
 from utils.runtime.layout import RunFolder
 
 
@@ -34,8 +35,11 @@ class RunLog:
 
     def append(self, row: Mapping) -> None:
         self.rows.append(dict(row))
-        self._add_scalars(row)
-        self.writer.flush()
+        try:
+            self._add_scalars(row)
+            self.writer.flush()
+        except OSError as error:  # raised by the writer's thread on the next write: name the folder it writes
+            raise write_error(self.folder.tensorboard, error) from None
         self.folder.write_log(self.rows)
 
     def close(self) -> None:

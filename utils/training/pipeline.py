@@ -39,13 +39,20 @@ class TrainingResult:
 
 def train(settings: TrainingSettings, record: Optional[Mapping[str, Any]] = None) -> TrainingResult:
     """Trains as ``settings`` say, writing the run folder ``settings.run.store_dir`` (only rank 0 writes under
-    DDP); ``record`` is what its ``args.yaml`` records (default: ``settings.as_record()``).
+    DDP); ``record`` is what its ``args.yaml`` records (default: ``settings.as_record()``). The folder is locked for
+    the run's life (:class:`~utils.runtime.lock.FolderLock`): a second run into it fails with one line naming the
+    holder. Under DDP rank 0 takes the lock, before the rendezvous; the launcher ends the other ranks when it fails
+    (torchrun does; srun with ``--kill-on-bad-exit``).
 
     Example::
 
         result = train(TrainingSettings(RunSettings("runs/r18", epochs=2), model=ModelSettings("resnet18")))
         print(result.best_score, result.run_dir / "model_best.safetensors")
     """
+    from utils.runtime.distributed import detect_environment
+    from utils.runtime.lock import FolderLock
+
     from .trainer import Trainer  # torch, the data and the models: not needed to parse the flags
 
-    return Trainer(settings, record=record).fit()
+    with FolderLock(settings.run.store_dir, "--store_dir", enabled=detect_environment().is_main):
+        return Trainer(settings, record=record).fit()

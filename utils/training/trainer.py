@@ -18,6 +18,7 @@ from models import ModelSettings, create_model, data_config, load_backbone_weigh
 from models.weights import non_finite_weight, resolve_weights_path
 from utils.data import SINGLE_LABEL, EpochIndexSampler
 from utils.runtime.distributed import cleanup_distributed, setup_distributed
+from utils.runtime.forward import check_device
 from utils.runtime.layout import RunFolder
 from utils.runtime.progress import on_terminal
 from utils.runtime.seeding import derived_seed, seed_everything
@@ -30,18 +31,29 @@ from .pipeline import TrainingResult
 from .recipe import build_criterion, build_mixup, build_optimizer, build_scheduler
 from .settings import TrainingSettings
 
-# A resumed run must rebuild the same network and learn the same task: these config entries have to agree
-# (runs saved before the task was recorded are single-label).
-_RESUME_KEYS = ("backbone", "pool", "classes", "heads", "task")
+# A resumed run must rebuild the same network, learn the same task and see images of the same geometry: these config
+# entries have to agree, each named by the flag that sets it (runs saved before the task was recorded are
+# single-label)
+_INPUT_STATISTICS = "(--pretrained, --init_from)"
+_RESUME_KEYS = {"backbone": "--model", "pool": "--pool", "classes": "--classes", "heads": "--heads",
+                "task": "--dataset (its task)", "imsize": "--imsize", "mean": f"the input mean {_INPUT_STATISTICS}",
+                "std": f"the input std {_INPUT_STATISTICS}"}
 _RESUME_DEFAULTS = {"task": SINGLE_LABEL}
+_GEOMETRY_KEYS = ("imsize", "mean", "std")  # a state that does not record them is not checked on them
 
 
 def _check_resume_config(saved: dict, config: dict, path: Path) -> None:
-    for key in _RESUME_KEYS:
+    for key, flag in _RESUME_KEYS.items():
         recorded = saved.get(key, _RESUME_DEFAULTS.get(key))
+        if recorded is None and key in _GEOMETRY_KEYS:
+            continue
         if recorded != config.get(key):
-            raise ValueError(f"--resume: {path} was saved for {key}={recorded!r}, but this run has "
-                             f"{key}={config.get(key)!r}; use another --store_dir or the original flags")
+            raise ValueError(f"--resume: {path} was saved with {flag} {_shown(recorded)}, but this run has "
+                             f"{flag} {_shown(config.get(key))}; use another --store_dir or the original flags")
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 class Trainer:
@@ -53,6 +65,7 @@ class Trainer:
         self.settings = settings = dataclasses.replace(settings, model=settings.model.for_training())
         self.record = dict(record) if record is not None else None
         run, model = settings.run, settings.model
+        check_device(run.use_gpu, settings.forward.amp)
         self.env, self.device = setup_distributed(run.use_gpu)
         self.is_main = self.env.is_main
         # progress bars belong on a terminal; batch jobs log to files (see _step_printer)
