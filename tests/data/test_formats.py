@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
+import datasets
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import main_INets
 import objrecon_imagenet
 import recognition_imagenet
-from tests.data.writers import write_hf_dataset, write_imagenet_layout, write_shards
+from tests.data.writers import write_hf_dataset, write_imagenet_layout, write_shard, write_shards
 from utils.data import (
     IMAGES_DIRNAME,
     DataSource,
@@ -25,6 +29,7 @@ from utils.data import (
     ensure_builtin_dataset,
     training_sources,
 )
+from utils.data.base import load_rgb
 from utils.data.hf import HFDataset
 from utils.data.imagenet import ImageNetDataset
 from utils.data.shards import ShardDataset
@@ -187,3 +192,23 @@ def test_imagenet_layout_bad_input_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"val/n03: a class folder that \S+/train does not have"):
         ImageNetDataset(tmp_path, "val")
     assert ImageNetDataset(tmp_path, "train").samples == [("train/n01/a.png", 0), ("train/n02/b.png", 1)]
+
+
+def test_shards_and_hf_decode_images_as_image_files_do(tmp_path):
+    """A 16-bit greyscale PNG (scaled to 8 bits) and a truncated one, in a shard and a saved Hugging Face dataset:
+    the pixels of load_rgb on the file, and its one-line error naming the shard and key (or the row)."""
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).save(deep)
+    data = deep.read_bytes()
+    write_shard(tmp_path / "shards" / "s.tar", [("deep", data, 0), ("cut", data[:60], 1)])
+    datasets.Dataset.from_dict({"image": [{"bytes": data, "path": None}, {"bytes": data[:60], "path": None}],
+                                "label": [0, 1]}, features=datasets.Features({
+                                    "image": datasets.Image(), "label": datasets.Value("int64")})
+                               ).save_to_disk(str(tmp_path / "hf"))
+    expected = np.asarray(load_rgb(deep))
+    assert expected.max() > 200 and expected.min() < 10  # scaled, not clipped to white
+    for dataset, bad in ((ShardDataset(tmp_path / "shards"), f"{tmp_path / 'shards' / 's.tar'}:cut"),
+                         (HFDataset(tmp_path / "hf"), "hf:hf#1 (column 'image')")):
+        np.testing.assert_array_equal(np.asarray(dataset[0][0]), expected)
+        with pytest.raises(OSError, match=rf"^cannot read image {re.escape(bad)}"):
+            dataset[1]

@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -65,8 +66,9 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """The fully decoded RGB image of ``path``; a truncated or unreadable file is one line naming it. 16-bit
+def load_rgb(path: Path | BinaryIO, name: str | None = None) -> Image.Image:
+    """The fully decoded RGB image of ``path`` (or of an open file, e.g. a tar member's bytes, called ``name`` in
+    messages); a truncated or unreadable file is one line naming it. 16-bit
     greyscale images are scaled to 8 bits; other images of more than 8 bits per channel (32-bit integer or float)
     have no agreed scale and are refused."""
     try:
@@ -78,7 +80,7 @@ def load_rgb(path: Path) -> Image.Image:
                                  f"{image.mode}) have no 8-bit scale; save it with 8 or 16 bits per channel")
             return image.convert("RGB")  # convert() forces a full decode, so truncation fails here
     except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
-        raise OSError(f"cannot read image {path}: {err}") from err
+        raise OSError(f"cannot read image {name or path}: {err}") from err
 
 
 class ImageDataset(Dataset):

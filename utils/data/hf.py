@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import ImageDataset, PathLike, require_dir
+from .base import ImageDataset, PathLike, load_rgb, require_dir
 from .masks import ObjectMasks
 
 IMAGE_COLUMNS = ("image", "img", "jpg", "png")
@@ -124,20 +124,15 @@ class HFDataset(ImageDataset):
         return f"the Hugging Face dataset {self.location} ({self.split})"
 
     def _decode(self, row: int, column: str) -> Image.Image:
+        """The RGB image in ``column`` of ``row``, stored as bytes or as a file path."""
         value = self._table[row][column]
-        try:
-            if value is None:
-                raise ValueError("no image")
-            source = io.BytesIO(value["bytes"]) if value.get("bytes") else value.get("path")
-            with Image.open(source) as image:
-                image.load()  # a full decode: a truncated image fails here
-                return image.copy()
-        except (OSError, ValueError, TypeError) as error:
-            raise OSError(f"cannot read column '{column}' of {self.samples[row][0]} in {self.location}: {error}"
-                          ) from None
+        name = f"{self.samples[row][0]} (column '{column}') in {self.location}"
+        if not value or not (value.get("bytes") or value.get("path")):
+            raise OSError(f"cannot read image {name}: the row holds none")
+        return load_rgb(io.BytesIO(value["bytes"]) if value.get("bytes") else Path(value["path"]), name)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | Image.Image, int]:
-        image = self._decode(index, self.image_column).convert("RGB")
+        image = self._decode(index, self.image_column)
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index]

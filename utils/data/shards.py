@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import ImageDataset, PathLike, require_dir
+from .base import ImageDataset, PathLike, load_rgb, require_dir
 from .lists import CLASSES_FILENAME, read_class_names
 from .masks import ObjectMasks
 
@@ -164,13 +164,8 @@ class ShardDataset(ImageDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | Image.Image, int]:
         shard, offset, size = (int(value) for value in self.where[index, :3])
-        data = read_member(self.shards[shard], Member(offset, size))
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image = image.convert("RGB")  # a full decode: a truncated image fails here
-        except (OSError, ValueError) as error:
-            path, key = self.locate(index)
-            raise OSError(f"cannot read image {path}:{key}: {error}") from None
+        path, key = self.locate(index)
+        image = load_rgb(io.BytesIO(read_member(path, Member(offset, size))), f"{path}:{key}")
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index]
