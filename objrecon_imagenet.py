@@ -26,6 +26,7 @@ from utils.evaluation.flags import (
     add_plugin_argument,
     add_pointing_argument,
     add_prediction_arguments,
+    add_resume_arguments,
     add_trained_model_arguments,
     evaluation_settings,
     with_plugins,
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="same as --class_source pred")
     add_prediction_arguments(ev)
     add_pointing_argument(ev)
+    add_resume_arguments(ev)
     add_forward_arguments(ev, amp_help="autocast dtype of the metric forwards (bf16: ~2-3x faster, curves within "
                                        "1e-2; fp16: CUDA only)")
     ev.add_argument("--label", default=None, help="name of this run in tables and plots (default: its pooling)")

@@ -23,6 +23,7 @@ from utils.evaluation.flags import (
     add_plugin_argument,
     add_pointing_argument,
     add_prediction_arguments,
+    add_resume_arguments,
     add_trained_model_arguments,
     recognition_settings,
     with_plugins,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--n_overlays", type=int, default=8,
                             help="images drawn in overlays.png with each method's map (0 = none)")
     add_pointing_argument(evaluation)
+    add_resume_arguments(evaluation)
 
     data = add_evaluation_data_arguments(parser)
     data.add_argument("--pred", action="store_true",

@@ -113,6 +113,20 @@ Evaluation (recognition_imagenet.py, objrecon_imagenet.py)
   (test_failed_evaluation_leaves_no_empty_folder)
 - a log file instead of a terminal: plain lines at every tenth of the images, no progress bars
   (test_evaluation_log_file_gets_plain_lines)
+- kill -9 of recognition_imagenet.py at each of its write points (every shard and final file, before and after the
+  rename), of objrecon_imagenet.py at a seeded 30% of them, resumed with --resume after each: the final files equal
+  an uninterrupted run's byte for byte, no shard or .tmp file stays (evaluation/test_resume.py:
+  test_recognition_killed_at_every_write_point_*, test_objrecon_killed_at_write_points_*)
+- a 2-process evaluation pre-empted (SIGTERM to a rank while it computes a shard): that shard is dropped, the
+  committed ones stay; resumed with another world size (1 process): the uninterrupted run's files
+  (evaluation/test_resume.py: test_resume_in_another_world_size_after_a_preempted_two_process_run)
+- --resume with another --method list, --imsize, other weights (--state_root) or --batch_size than the committed
+  shards: one line naming each difference and the shard, the shards untouched (evaluation/test_resume.py:
+  test_resume_with_other_flags_is_one_line_naming_them)
+- a shard cut short, a shard holding other rows than its name says, --shard_batches 0: one line naming the file (or
+  the flag) (evaluation/test_resume.py: test_corrupt_or_foreign_shards_are_one_line)
+- a rerun without --resume over an unfinished run's shards: they are removed with a note, a fresh start, nothing
+  mixed (evaluation/test_resume.py: test_without_resume_an_unfinished_run_starts_afresh)
 
 Reports (report.html, compare.html: utils/reports)
 - the compare command given a folder without summary.json: one line naming the folder; given one folder: one line

@@ -1,8 +1,8 @@
 # Sourced by the *.sbatch scripts (after `cd` to the repository root): pre-emption handling and
 # the launcher. The scripts ask SLURM for `--signal=B:USR1@120 --requeue`: 120 s before the time
 # limit (or when pre-empted with a grace period) the batch shell gets USR1 and requeues the job;
-# the requeued run passes --resume, so main_INets.py continues from <store_dir>/last.pth. Work done
-# since the last checkpoint is lost.
+# the requeued run passes --resume, so main_INets.py continues from <store_dir>/last.pth (the evaluation
+# scripts of routines/evaluation/ from their committed shards). Work done since the last checkpoint is lost.
 
 requeue_job() {
     echo "[$(date '+%F %T')] job ${SLURM_JOB_ID}: got USR1, requeueing (restart ${SLURM_RESTART_COUNT:-0})"

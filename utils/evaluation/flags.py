@@ -26,6 +26,7 @@ from .settings import (
     Saliency,
     TrainedModel,
 )
+from .shards import DEFAULT_SHARD_BATCHES
 
 
 def add_evaluation_data_arguments(parser: argparse.ArgumentParser, batch_help: str = "images per batch and process",
@@ -86,6 +87,17 @@ def add_forward_arguments(group: argparse._ArgumentGroup, amp_help: str) -> None
                             "long runs; see docs/performance.md)")
 
 
+def add_resume_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--resume`` / ``--shard_batches``: the work is committed in shards of whole batches (:mod:`.shards`)."""
+    group.add_argument("--resume", action="store_true",
+                       help="continue the unfinished run of this script in --store_dir (killed or pre-empted) from "
+                            "its committed shards, which must have been made with the same flags (else one line "
+                            "naming what differs); none committed: a fresh start. Without --resume an unfinished "
+                            "run's shards are removed")
+    group.add_argument("--shard_batches", type=int, default=DEFAULT_SHARD_BATCHES,
+                       help="batches per committed shard (a killed run loses at most one shard per rank)")
+
+
 def add_prediction_arguments(group: argparse._ArgumentGroup) -> None:
     """``--pred_threshold`` / ``--pred_topk``: the classes explained with ``--pred`` for multi-label models."""
     group.add_argument("--pred_threshold", type=float, default=PRED_THRESHOLD,
@@ -120,7 +132,8 @@ def recognition_settings(args: argparse.Namespace) -> RecognitionSettings:
         Saliency(methods, engine=args.engine, class_source="pred" if args.pred else "gt",
                  pred_threshold=args.pred_threshold, pred_topk=args.pred_topk),
         forward_settings(args), use_gpu=args.use_gpu, store_dir=args.store_dir, report=args.report,
-        n_overlays=args.n_overlays, ap=args.ap, pointing_tolerance=args.pointing_tolerance)
+        n_overlays=args.n_overlays, ap=args.ap, pointing_tolerance=args.pointing_tolerance, resume=args.resume,
+        shard_batches=args.shard_batches)
 
 
 def evaluation_settings(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> EvaluationSettings:
@@ -132,7 +145,7 @@ def evaluation_settings(args: argparse.Namespace, argv: Optional[Sequence[str]] 
         forward_settings(args), use_gpu=args.use_gpu, protocol=args.protocol, store_dir=args.store_dir,
         saliency_dir=args.saliency_dir, compute=args.compute, save_maps=args.save_maps, label=args.label,
         compare=args.compare, report_images=args.report_images, pointing_tolerance=args.pointing_tolerance,
-        argv=argv)
+        argv=argv, resume=args.resume, shard_batches=args.shard_batches)
 
 
 def add_plugin_argument(parser: argparse.ArgumentParser) -> None:

@@ -2,10 +2,11 @@
 
 Flow: the model (``--state_root``) and the evaluated dataset -> each method's maps (saliency files of
 recognition_imagenet.py, checked against this model and data, or computed) -> the rows and their classes ->
-each rank scores its shard batch by batch, every method on the same images, with every metric of
-:mod:`utils.faithfulness` -> rank 0 gathers the per-image rows in dataset order and writes metrics.csv,
-summary.json (means + the protocol card), the curve plots and report.html (with the gallery's thumbnails, made
-on each rank from the images and maps at hand); with --compare also compare.html. A multi-label model
+the rows are cut into shards of whole batches (:mod:`.shards`), dealt to the ranks, each scored batch by batch,
+every method on the same images, with every metric of :mod:`utils.faithfulness`, and committed (``--resume``
+continues a killed run from them) -> rank 0 reads the per-image rows of the shards in dataset order and writes
+metrics.csv, summary.json (means + the protocol card), the curve plots and report.html (with the gallery's
+thumbnails, made on each rank from the images and maps at hand); with --compare also compare.html. A multi-label model
 (:mod:`.task`) is scored per image-class pair with the class's sigmoid; its summaries average over the pairs and
 over the pairs of each class.
 """
@@ -17,8 +18,9 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Collection, Optional, Sequence
+from typing import Collection, Iterator, Optional, Sequence
 
+import numpy as np
 import torch
 
 from utils.data import PRESENT, ObjectMasks
@@ -41,21 +43,22 @@ from utils.faithfulness import (
 from utils.reports.compare import write_compare_page
 from utils.reports.plots import save_curve_panels, save_curve_plot
 from utils.reports.report import gallery_rows, thumbnails, write_report_page
-from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
+from utils.runtime.distributed import detect_environment, distributed_session
 from utils.runtime.forward import ForwardSettings, check_device
-from utils.runtime.io import ensure_writable_dir
+from utils.runtime.io import StreamedArray, ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder, library_versions
 
 from .methods import build_methods
 from .model import default_store_dir
 from .pairs import pair_key, select
 from .results import EvaluationResult, path_text
-from .rows import shard_rows
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
 from .session import EvaluationData, batches, load_evaluation, store_dir_lock
 from .settings import EvaluatedData, EvaluationSettings, TrainedModel, tolerance_px
+from .shards import ShardStore, evaluation_fingerprint, plan_shards, rows_digest, wait_for_every_rank
 
 ROW_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o")
+SCRIPT = "objrecon"  # the name of its shards' folder
 
 
 def csv_fields() -> tuple[str, ...]:
@@ -88,8 +91,13 @@ def _evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
     protocol = dataclasses.replace(get_protocol(settings.protocol), class_source=class_source,
                                    class_score=data.task.class_score,
                                    pointing_tolerance=tolerance_px(settings.pointing_tolerance, data.task.multi_label))
+    gallery = gallery_rows(rows, settings.report_images)
+    store = ShardStore(folder.shards(SCRIPT), plan_shards(rows, evaluated.batch_size, settings.shard_batches),
+                       fingerprint(settings, data, sources, rows, targets, protocol))
+    pending = store.pending(settings.resume, detect_environment().rank)
     with distributed_session(settings.use_gpu) as (env, device):
         if env.is_main:
+            folder.remove_stale_temporaries()
             _announce(notes, sources, rows, protocol, settings.protocol, data, env.world_size)
         forward = dataclasses.replace(settings.forward, device=device)
         forward.prepare_model(data.model, device)
@@ -98,20 +106,19 @@ def _evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
         for source in sources:
             source.saliency = built.get(source.method)
         masks = data.dataset.object_masks(rows)
-        shard = shard_rows(rows, evaluated.batch_size, env.rank, env.world_size)
-        records, computed = score_shard(data, shard, sources, targets, masks, forward, device, protocol, evaluated,
-                                        env.is_main, gallery_rows(rows, settings.report_images))
-        keys = [pair_key((r["index"], r["target"]), data.config["classes"]) for r in records]
-        records = gather_in_order(records, keys)
-        saved_maps = {}
-        if settings.save_maps:
-            for method, parts in computed.items():
-                # an empty shard still joins the collective, with the method's map size
-                local = torch.cat(parts) if parts else torch.zeros(0, *_map_size(sources, method, data, device))
-                saved_maps[method] = gather_tensors_in_order(local, keys)
+        commit_shards(store, pending[env.rank::env.world_size], data, sources, targets, masks, forward, device,
+                      protocol, evaluated, env.is_main, gallery, settings.save_maps)
+        wait_for_every_rank()
     if not env.is_main:
         return None
 
+    records = [record for k in range(len(store)) for record in store.content(k)["records"]]
+    saved_maps = {}
+    if settings.save_maps:
+        for position, source in enumerate(s for s in sources if not s.from_file):
+            shape = store.array(0, _maps_key(position)).shape[1:]
+            saved_maps[source.method] = StreamedArray(np.float32, (len(records), *shape),
+                                                      store.arrays(_maps_key(position)))
     methods = [s.method for s in sources]
     label = settings.label or data.config.get("pool", "model")
     results, curves = {}, {}
@@ -126,6 +133,7 @@ def _evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
     card = protocol_card(protocol, trained, evaluated, data, rows, sources, masks, forward, records)
     summary = {"label": label, "protocol": card, "results": results, "curves": curves, "class_names": data.class_names,
                "run": {"world_size": env.world_size, "batch_size": evaluated.batch_size,
+                       "shards": {"count": len(store), "resumed": len(store) - len(pending)},
                        "seconds": round(time.perf_counter() - began, 2),
                        "argv": None if settings.argv is None else list(settings.argv)}}
     if other is not None:
@@ -145,6 +153,7 @@ def _evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
     if other is not None and not summary["compare"]["differences"]:
         compare_page = write_compare_page(folder.path, [Path(other["path"]).parent, folder.path],
                                           [other["label"], label])
+    store.remove()
     _print_results(summary, other, folder, [page for page in (report_page, compare_page) if page is not None])
     return EvaluationResult(summary, folder.path, report_page, compare_page,
                             {method: folder.maps(method) for method in saved_maps})
@@ -164,18 +173,70 @@ def _announce(notes: Sequence[str], sources: Sequence[Source], rows: Sequence[in
           f"{CLASS_SOURCES[protocol.class_source]} class, {data.imsize}px, world size {world_size}", flush=True)
 
 
-def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source],
-                targets: Optional[dict[int, list[int]]], masks: Optional[ObjectMasks], forward: ForwardSettings,
-                device: torch.device, protocol: EvalProtocol, evaluated: EvaluatedData, progress: bool,
-                gallery: Collection[int]) -> tuple[list[dict], dict[str, list[torch.Tensor]]]:
-    """Per-pair records ``{index, path, label, target, methods: {method: {metrics..., curves}}}`` of this rank's
-    shard (one pair per image for single-label models; the pairs of the images in ``gallery`` also with their
+def fingerprint(settings: EvaluationSettings, data: EvaluationData, sources: Sequence[Source], rows: Sequence[int],
+                targets: Optional[dict[int, list[int]]], protocol: EvalProtocol) -> dict:
+    """What an objrecon shard depends on, by the flag (or quantity) that sets it: a resumed run must match."""
+    return {**evaluation_fingerprint(data, rows, settings.data, settings.shard_batches, settings.forward,
+                                     settings.use_gpu),
+            "explained classes": "predicted" if targets is None else
+                                 rows_digest([(row, *targets[row]) for row in rows]),
+            "--method": [f"{s.method} ({_maps_digest(s) if s.from_file else 'computed'})" for s in sources],
+            "--engine": settings.saliency.engine, "--protocol": protocol.to_dict(),
+            "--report_images": settings.report_images, "--save_maps": settings.save_maps}
+
+
+def _maps_digest(source: Source) -> str:
+    """A saliency file's maps and pairs, hashed: a file regenerated since the shards were committed is another."""
+    digest = hashlib.sha256(source.maps.contiguous().numpy().tobytes())
+    digest.update(repr(sorted(source.pairs.items())).encode())
+    return f"file {digest.hexdigest()[:16]}"
+
+
+def _maps_key(position: int) -> str:
+    return f"maps_{position}"
+
+
+def commit_shards(store: ShardStore, shards: Sequence[int], data: EvaluationData, sources: Sequence[Source],
+                  targets: Optional[dict[int, list[int]]], masks: Optional[ObjectMasks], forward: ForwardSettings,
+                  device: torch.device, protocol: EvalProtocol, evaluated: EvaluatedData, progress: bool,
+                  gallery: Collection[int], save_maps: bool) -> None:
+    """Scores the rows of ``shards`` (one pass over their batches) and commits each shard: its records (see
+    :func:`score_batches`) in ascending (row, class) order and, with ``save_maps``, the computed maps."""
+    rows = [row for k in shards for row in store.plan[k]]
+    results = score_batches(data, rows, sources, targets, masks, forward, device, protocol, evaluated, progress,
+                            gallery)
+    computed = [s for s in sources if not s.from_file] if save_maps else []
+    for k in shards:
+        records: list[dict] = []
+        maps: dict[str, list[torch.Tensor]] = {s.method: [] for s in computed}
+        for _ in range(math.ceil(len(store.plan[k]) / evaluated.batch_size)):
+            batch_records, batch_maps = next(results)
+            records += batch_records
+            for source in computed:
+                if source.method in batch_maps:
+                    maps[source.method].append(batch_maps[source.method])
+        order = sorted(range(len(records)), key=lambda i: pair_key((records[i]["index"], records[i]["target"]),
+                                                                   data.config["classes"]))
+        arrays = {}
+        for position, source in enumerate(computed):
+            chunks = maps[source.method]
+            # a shard without pairs still records the method's map size
+            stacked = torch.cat(chunks) if chunks else torch.zeros(0, *_map_size(sources, source.method, data, device))
+            arrays[_maps_key(position)] = stacked[order].numpy()
+        store.commit(k, {"records": [records[i] for i in order]}, arrays)
+    next(results, None)  # ends the pass, so that its progress counts the last batch
+
+
+def score_batches(data: EvaluationData, shard: list[int], sources: Sequence[Source],
+                  targets: Optional[dict[int, list[int]]], masks: Optional[ObjectMasks], forward: ForwardSettings,
+                  device: torch.device, protocol: EvalProtocol, evaluated: EvaluatedData, progress: bool,
+                  gallery: Collection[int]) -> Iterator[tuple[list[dict], dict[str, torch.Tensor]]]:
+    """For every batch of ``shard``: per-pair records ``{index, path, label, target, methods: {method: {metrics...,
+    curves}}}`` (one pair per image for single-label models; the pairs of the images in ``gallery`` also with their
     report thumbnails), and the computed maps (for ``--save_maps``)."""
     # the classes are decided here (given or predicted), so evaluate_batch is told them ('gt' = use these)
     given = dataclasses.replace(protocol, class_source="gt")
     task = data.task
-    records: list[dict] = []
-    computed: dict[str, list[torch.Tensor]] = {s.method: [] for s in sources if not s.from_file}
     for rows, images, labels in batches(data.dataset, shard, evaluated.batch_size, evaluated.workers, forward, device,
                                         "objrecon", progress):
         if targets is not None:
@@ -184,6 +245,7 @@ def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source
             explained = task.explained(labels, ForwardSettings(chunk=forward.chunk).logits(data.model, images),
                                        "pred")
         if not explained:
+            yield [], {}
             continue
         positions = [k for k, _ in explained]
         pair_rows = [rows[k] for k in positions]
@@ -193,14 +255,14 @@ def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source
                                                              data.squash)
         batch_records = [{"index": row, "path": data.dataset.samples[row][0], "label": _label_text(labels[k], task),
                           "target": int(label), "methods": {}} for row, (k, label) in zip(pair_rows, explained)]
-        batch_maps = {}
+        batch_maps, computed = {}, {}
         for source in sources:
             if source.from_file:
                 maps = source.batch_maps(list(zip(pair_rows, classes.tolist())))
             else:
                 maps = source.saliency.explain_batch(pair_images, classes.to(device),
                                                      BatchContext(pair_rows, evaluated.subset.seed)).float().cpu()
-                computed[source.method].append(maps)
+                computed[source.method] = maps
             batch_maps[source.method] = maps
             out = evaluate_batch(data.model, pair_images, maps, classes, data.mean, data.std, given, forward,
                                  masks=pair_masks)
@@ -210,8 +272,7 @@ def score_shard(data: EvaluationData, shard: list[int], sources: Sequence[Source
             if record["index"] in gallery:
                 pair_maps = {method: maps[k] for method, maps in batch_maps.items()}
                 record["thumbnails"] = thumbnails(pair_images[k], pair_maps, data.mean, data.std)
-        records.extend(batch_records)
-    return records, computed
+        yield batch_records, computed
 
 
 def _label_text(label: torch.Tensor, task) -> object:

@@ -5,17 +5,19 @@ predictions and, for every ``--method``, one map per image for one target class 
 prediction with ``--pred``). A multi-label model (:mod:`.task`) gets a sigmoid score per class, mAP and per-class AP,
 and one map per image-class pair: every class present, or with ``--pred`` the classes above a threshold or the top
 k. The backbone runs once per batch: the fast gradient CAMs and the stream's attention reuse the classification
-forward. Under torchrun / SLURM every rank takes every world_size-th batch; rank 0 gathers predictions and maps in
-dataset order and writes the evaluation folder (``utils.runtime.layout``), so the files equal a single process's.
-Where the images have object masks (or boxes), the report gets the pointing games.
+forward. The work is committed in shards of whole batches (:mod:`.shards`: ``--resume`` continues a killed run);
+under torchrun / SLURM every rank takes every world_size-th pending shard, and rank 0 assembles predictions and maps
+from the committed shards in dataset order and writes the evaluation folder (``utils.runtime.layout``), so the files
+equal a single process's. Where the images have object masks (or boxes), the report gets the pointing games.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -36,9 +38,9 @@ from utils.faithfulness import (
     sigmoid_calibration,
 )
 from utils.reports.plots import save_overlay_grid
-from utils.runtime.distributed import distributed_session, gather_in_order, gather_tensors_in_order
+from utils.runtime.distributed import detect_environment, distributed_session
 from utils.runtime.forward import ForwardSettings, check_device
-from utils.runtime.io import ensure_writable_dir
+from utils.runtime.io import StreamedArray, ensure_writable_dir
 from utils.runtime.layout import EvaluationFolder
 from utils.task import Task
 
@@ -46,21 +48,23 @@ from .methods import build_methods, method_names, reused
 from .model import default_store_dir
 from .pairs import Pair, pair_key, select
 from .results import RecognitionResult, path_text
-from .rows import shard_rows
 from .session import EvaluationData, batches, load_evaluation, store_dir_lock
 from .settings import EvaluatedData, RecognitionSettings, tolerance_px
+from .shards import ShardStore, evaluation_fingerprint, plan_shards, wait_for_every_rank
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "nll", "top5", "target")
 # multi-label: the classes present, those with only difficult instances, those explained, then a score per class
 MULTI_LABEL_FIELDS = ("index", "image", "labels", "difficult", "explained")
 SCORE_PREFIX = "score_"
 _MASK_CHUNK = 256  # masks scored this many at a time (bool imsize x imsize each)
+SCRIPT = "recognition"  # the name of its shards' folder
 
 
 def recognise(settings: RecognitionSettings) -> RecognitionResult:
     """Runs the evaluation ``settings`` describe (the flags of ``recognition_imagenet.py``) and returns its report
-    and files; rank 0 alone scores localisation and writes the files. User errors raise ValueError / OSError with
-    one line. ``--store_dir`` is locked for the run's life (:func:`.session.store_dir_lock`)."""
+    and files; rank 0 alone scores localisation and writes the files. The work is committed in shards
+    (:mod:`.shards`), from which ``settings.resume`` continues. User errors raise ValueError / OSError with one
+    line. ``--store_dir`` is locked for the run's life (:func:`.session.store_dir_lock`)."""
     with store_dir_lock(settings):
         return _recognise(settings)
 
@@ -78,25 +82,28 @@ def _recognise(settings: RecognitionSettings) -> RecognitionResult:
     data = load_evaluation(trained, evaluated, settings.saliency)
     tolerance = tolerance_px(settings.pointing_tolerance, data.task.multi_label)
     indices = subset.rows(len(data.dataset))
-    identity = data.identity() if names else None
+    identity = data.identity()
     class_source = settings.saliency.class_source or "gt"
+    store = ShardStore(folder.shards(SCRIPT), plan_shards(indices, evaluated.batch_size, settings.shard_batches),
+                       fingerprint(settings, data, names, indices, class_source))
+    pending = store.pending(settings.resume, detect_environment().rank)
 
     with distributed_session(settings.use_gpu) as (env, device):
+        if env.is_main:
+            folder.remove_stale_temporaries()
         forward = dataclasses.replace(settings.forward, device=device)
         forward.prepare_model(data.model, device)
         methods = build_methods(data.model, names, settings.saliency.engine, forward)
-        local = shard_rows(indices, evaluated.batch_size, env.rank, env.world_size)
+        mine = pending[env.rank::env.world_size]
         with contextlib.ExitStack() as hooks:  # every method released, also on errors
             for method in methods.values():
                 hooks.enter_context(method)
-            rows, pairs, maps = classify_and_explain(data, local, methods, forward, device, evaluated, class_source,
-                                                     env.is_main)
-            if not pairs and methods:  # the gather needs every rank's map size
-                maps = _empty_maps_like(data, indices[0], methods, device)
-        rows = gather_in_order(rows, local, order=indices)
-        keys = [pair_key(pair, data.config["classes"]) for pair in pairs]
-        maps = {name: gather_tensors_in_order(m, keys) for name, m in maps.items()}
-        pairs = gather_in_order(pairs, keys)
+            commit_shards(store, mine, data, methods, forward, device, evaluated, class_source, env.is_main)
+        wait_for_every_rank()
+        rows, shard_pairs = read_shards(store)
+        shapes = {name: list(store.array(0, _maps_key(position)).shape[1:]) for position, name in enumerate(methods)}
+        wait_for_every_rank()  # every rank has read the shards before rank 0 removes them
+    pairs = [pair for chunk in shard_pairs for pair in chunk]
 
     if data.task.multi_label:
         summary = multilabel_summary(rows, data.class_names, data.config["classes"], settings.ap)
@@ -120,29 +127,78 @@ def _recognise(settings: RecognitionSettings) -> RecognitionResult:
             "explained": data.task.describe_selection(class_source),
             NUM_PAIRS: len(pairs),
             "methods": {name: method.describe() for name, method in methods.items()},
-            "shapes": {name: list(m.shape[1:]) for name, m in maps.items()},
+            "shapes": shapes,
         }
         report["files"]["maps"] = {name: str(folder.maps(name)) for name in methods}
     if env.is_main:
-        located = localization(data, pairs, maps, tolerance)
+        located = localization(data, store, shard_pairs, list(methods), tolerance)
         if located is not None:
             report["localization"] = located
-        _write_outputs(folder, report_path, report, data, rows, pairs, maps, settings.n_overlays, class_source,
-                       identity)
+        _write_outputs(folder, report_path, report, data, rows, store, pairs, shapes, settings.n_overlays,
+                       class_source, identity)
+        store.remove()
         _print_summary(report, folder.path)
     return RecognitionResult(report, folder.path, report_path)
 
 
+def fingerprint(settings: RecognitionSettings, data: EvaluationData, names: Sequence[str], indices: Sequence[int],
+                class_source: str) -> dict[str, Any]:
+    """What a recognition shard depends on, by the flag (or quantity) that sets it: a resumed run must match."""
+    saliency = settings.saliency
+    return {**evaluation_fingerprint(data, indices, settings.data, settings.shard_batches, settings.forward,
+                                     settings.use_gpu),
+            "--method": list(names), "--engine": saliency.engine, "explained class (--pred)": class_source,
+            "--pred_threshold": saliency.pred_threshold, "--pred_topk": saliency.pred_topk}
+
+
+def _maps_key(position: int) -> str:
+    return f"maps_{position}"
+
+
+def commit_shards(store: ShardStore, shards: Sequence[int], data: EvaluationData, methods: dict[str, SaliencyMethod],
+                  forward: ForwardSettings, device: torch.device, evaluated: EvaluatedData, class_source: str,
+                  progress: bool) -> None:
+    """Classifies and explains the rows of ``shards`` (one pass over their batches) and commits each shard: its
+    predictions, its explained pairs in ascending order and their maps (P, h, w) per method, on the CPU."""
+    rows = [row for k in shards for row in store.plan[k]]
+    results = classify_and_explain(data, rows, methods, forward, device, evaluated, class_source, progress)
+    for k in shards:
+        predictions, pairs, maps = [], [], {name: [] for name in methods}
+        for _ in range(math.ceil(len(store.plan[k]) / evaluated.batch_size)):
+            batch_predictions, batch_pairs, batch_maps = next(results)
+            predictions += batch_predictions
+            pairs += batch_pairs
+            for name, chunk in batch_maps.items():
+                maps[name].append(chunk)
+        if pairs or not methods:
+            stacked = {name: torch.cat(chunks) for name, chunks in maps.items()}
+        else:  # no class of the shard explained (multi-label --pred): (0, h, w) maps keep the map size
+            stacked = _empty_maps_like(data, store.plan[k][0], methods, device)
+        order = sorted(range(len(pairs)), key=lambda i: pair_key(pairs[i], data.config["classes"]))
+        arrays = {_maps_key(position): stacked[name][order].numpy() for position, name in enumerate(methods)}
+        store.commit(k, {"predictions": predictions},
+                     {"pairs": np.asarray([pairs[i] for i in order], dtype=np.int64).reshape(-1, 2), **arrays})
+    next(results, None)  # ends the pass, so that its progress counts the last batch
+
+
+def read_shards(store: ShardStore) -> tuple[list[dict], list[list[Pair]]]:
+    """The prediction rows of every shard, in dataset order, and each shard's explained pairs."""
+    rows: list[dict] = []
+    pairs: list[list[Pair]] = []
+    for k in range(len(store)):
+        rows += store.content(k)["predictions"]
+        pairs.append([(int(row), int(label)) for row, label in store.array(k, "pairs")])
+    return rows, pairs
+
+
 def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dict[str, SaliencyMethod],
                          forward: ForwardSettings, device: torch.device, evaluated: EvaluatedData, class_source: str,
-                         progress: bool) -> tuple[list[dict], list[Pair], dict[str, torch.Tensor]]:
-    """Predictions (one dict per row), the explained (row, class) pairs and their maps (P, h, w) per method, on the
-    CPU. The feature maps and attention of the classification forward feed the methods that can reuse them."""
+                         progress: bool) -> Iterator[tuple[list[dict], list[Pair], dict[str, torch.Tensor]]]:
+    """For every batch of ``rows``: its predictions (one dict per row), the explained (row, class) pairs and their
+    maps (P, h, w) per method, on the CPU. The feature maps and attention of the classification forward feed the
+    methods that can reuse them."""
     model, task = data.model, data.task
     topk = min(5, model.num_classes)
-    predictions: list[dict] = []
-    pairs: list[Pair] = []
-    maps: dict[str, list[torch.Tensor]] = {name: [] for name in methods}
     kept = reused(methods)
     for batch_rows, images, labels in batches(data.dataset, rows, evaluated.batch_size, evaluated.workers, forward,
                                               device, "recognition", progress):
@@ -155,7 +211,8 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
         explained = task.explained(labels, logits, class_source)
         positions = [position for position, _ in explained]
         targets = torch.tensor([label for _, label in explained], dtype=torch.long, device=device)
-        pairs.extend((batch_rows[position], label) for position, label in explained)
+        pairs = [(batch_rows[position], label) for position, label in explained]
+        maps: dict[str, torch.Tensor] = {}
         if explained and methods:  # multi-label --pred: maybe no class of the batch passed the threshold
             context = BatchContext(
                 [batch_rows[p] for p in positions], evaluated.subset.seed,
@@ -163,13 +220,15 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
                 [select(a, positions) for a in attentions] if "attentions" in kept else None)
             pair_images = select(images, positions)
             for name, method in methods.items():
-                maps[name].append(method.explain_batch(pair_images, targets, context).float().cpu())
+                maps[name] = method.explain_batch(pair_images, targets, context).float().cpu()
+        predictions: list[dict] = []
         if task.multi_label:
             scores = task.scores(logits)
             for k, index in enumerate(batch_rows):
                 predictions.append({"index": index, "labels": labels[k].tolist(), "scores": scores[k].tolist(),
                                     "logits": logits[k].tolist(),
                                     "explained": [label for position, label in explained if position == k]})
+            yield predictions, pairs, maps
             continue
         confidence, prediction = logits.softmax(dim=1).max(dim=1)
         nll = torch.nn.functional.cross_entropy(logits.double(), labels, reduction="none")
@@ -178,7 +237,7 @@ def classify_and_explain(data: EvaluationData, rows: Sequence[int], methods: dic
             predictions.append({"index": index, "label": int(labels[k]), "prediction": int(prediction[k]),
                                 "confidence": float(confidence[k]), "nll": float(nll[k]), "top5": top[k].tolist(),
                                 "target": int(targets[k])})
-    return predictions, pairs, {name: torch.cat(chunks) if chunks else torch.empty(0) for name, chunks in maps.items()}
+        yield predictions, pairs, maps
 
 
 def _check_finite_logits(logits: torch.Tensor, rows: Sequence[int]) -> None:
@@ -229,29 +288,35 @@ def multilabel_summary(rows: Sequence[dict], class_names: Optional[Sequence[str]
             "calibration": CALIBRATION_DEFINITION, "per_class": per_class}
 
 
-def localization(data: EvaluationData, pairs: Sequence[Pair], maps: dict[str, torch.Tensor], tolerance: float
-                 ) -> Optional[dict]:
+def localization(data: EvaluationData, store: ShardStore, shard_pairs: Sequence[Sequence[Pair]],
+                 names: Sequence[str], tolerance: float) -> Optional[dict]:
     """The localisation metrics (the pointing games and any other registered
     :class:`~utils.faithfulness.LocalizationMetric`, x their scale, %) per method, when every evaluated image has an
-    object mask (or boxes: then the explained class's boxes, within ``tolerance`` pixels)."""
-    masks = data.dataset.object_masks(sorted({row for row, _ in pairs}))
-    if masks is None or not maps:
+    object mask (or boxes: then the explained class's boxes, within ``tolerance`` pixels); the maps are read from
+    the committed shards, one shard at a time."""
+    masks = data.dataset.object_masks(sorted({row for pairs in shard_pairs for row, _ in pairs}))
+    if masks is None or not names:
         return None
     games = localization_metrics()
-    scores: dict[str, dict[str, list[torch.Tensor]]] = {name: {m.key: [] for m in games} for name in maps}
+    scores: dict[str, dict[str, list[torch.Tensor]]] = {name: {m.key: [] for m in games} for name in names}
     area = []
-    for start in range(0, len(pairs), _MASK_CHUNK):
-        chunk = pairs[start:start + _MASK_CHUNK]
-        block_masks = masks.load([row for row, _ in chunk], [label for _, label in chunk], data.imsize,
-                                 data.crop_pct, data.squash)
-        area.append(block_masks.flatten(1).float().mean(1))
-        for name, method_maps in maps.items():
-            block = method_maps[start:start + len(chunk)]
-            for game in games:
-                scores[name][game.key].append(game.localize(block, block_masks, tolerance))
+    for k, pairs in enumerate(shard_pairs):
+        if not pairs:
+            continue
+        maps = {name: torch.from_numpy(store.array(k, _maps_key(position))) for position, name in enumerate(names)}
+        for start in range(0, len(pairs), _MASK_CHUNK):
+            chunk = pairs[start:start + _MASK_CHUNK]
+            block_masks = masks.load([row for row, _ in chunk], [label for _, label in chunk], data.imsize,
+                                     data.crop_pct, data.squash)
+            area.append(block_masks.flatten(1).float().mean(1))
+            for name, method_maps in maps.items():
+                block = method_maps[start:start + len(chunk)]
+                for game in games:
+                    scores[name][game.key].append(game.localize(block, block_masks, tolerance))
+    count = sum(len(pairs) for pairs in shard_pairs)
     return {
-        "masks": masks.origin, "count": len(pairs), "tolerance_px": tolerance,
-        "mean_mask_area": 100.0 * float(torch.cat(area).mean()),  # a uniformly random point hits this often
+        "masks": masks.origin, "count": count, "tolerance_px": tolerance,
+        "mean_mask_area": 100.0 * float(torch.cat(area).mean()) if area else math.nan,
         "methods": {name: {m.key: m.summarize(m.per_image({m.key: torch.cat(per_game[m.key])}).double().tolist())
                            for m in games}
                     for name, per_game in scores.items()},
@@ -279,23 +344,36 @@ def _prediction_row(row: dict, data: EvaluationData, class_names: Sequence[str])
 
 
 def _write_outputs(folder: EvaluationFolder, report_path: Path, report: dict, data: EvaluationData,
-                   rows: Sequence[dict], pairs: Sequence[Pair], maps: dict[str, torch.Tensor], n_overlays: int,
-                   class_source: str, identity: Optional[dict]) -> None:
+                   rows: Sequence[dict], store: ShardStore, pairs: Sequence[Pair], shapes: dict[str, list[int]],
+                   n_overlays: int, class_source: str, identity: Optional[dict]) -> None:
     class_names = [class_name(data.class_names, c) for c in range(data.config["classes"])]
     folder.write_predictions([_prediction_row(r, data, class_names) for r in rows],
                              _prediction_fields(data.task, class_names))
-    for name, method_maps in maps.items():
-        folder.save_maps(name, method_maps, [row for row, _ in pairs], [label for _, label in pairs], class_source,
-                         identity)
+    indices, targets = [row for row, _ in pairs], [label for _, label in pairs]
+    for position, (name, shape) in enumerate(shapes.items()):
+        maps = StreamedArray(np.float32, (len(pairs), *shape), store.arrays(_maps_key(position)))
+        folder.save_maps(name, maps, indices, targets, class_source, identity)
     count = min(n_overlays, len(pairs))
-    if count > 0 and maps:
+    if count > 0 and shapes:
         by_index = {r["index"]: r for r in rows}
         images = torch.stack([data.dataset[row][0] for row, _ in pairs[:count]])
         titles = [_overlay_title(by_index[row], label, data) for row, label in pairs[:count]]
-        save_overlay_grid(folder.overlays, images, {name: m[:count] for name, m in maps.items()}, titles, data.mean,
-                          data.std)
+        save_overlay_grid(folder.overlays, images, {name: _first_maps(store, position, count)
+                                                    for position, name in enumerate(shapes)},
+                          titles, data.mean, data.std)
         report["files"]["overlays"] = str(folder.overlays)
     folder.write_report(report_path, report)
+
+
+def _first_maps(store: ShardStore, position: int, count: int) -> torch.Tensor:
+    """The first ``count`` maps of a method, from as many shards as they take."""
+    chunks, held = [], 0
+    for chunk in store.arrays(_maps_key(position)):
+        if held >= count:
+            break
+        chunks.append(torch.from_numpy(chunk[:count - held]))
+        held += len(chunks[-1])
+    return torch.cat(chunks)
 
 
 def _overlay_title(row: dict, label: int, data: EvaluationData) -> str:

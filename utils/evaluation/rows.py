@@ -1,12 +1,11 @@
-"""Which dataset rows an evaluation covers, and how they are split between processes (one policy for both
-evaluation scripts)."""
+"""Which dataset rows an evaluation covers (one policy for both evaluation scripts; :mod:`.shards` cuts them into
+shards and deals these to the processes)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional, Sequence
 
 from utils.data import check_indexes, subset_indices
-from utils.runtime.distributed import shard_indices
 
 
 def parse_indexes(values: Optional[Sequence[str]]) -> Optional[list[int]]:
@@ -50,14 +49,3 @@ def evaluated_indices(n: int, fraction: float, seed: int, indexes: Optional[Sequ
     if not candidates:
         raise ValueError("the evaluated set is empty (the list file has no image)")
     return [candidates[i] for i in subset_indices(len(candidates), fraction, seed)]
-
-
-def shard_rows(rows: Sequence[int], batch_size: int, rank: int, world_size: int) -> list[int]:
-    """This rank's rows: whole batches of the single-process run (every world_size-th batch).
-
-    Every image is then computed in the same batch, at the same position, as in a single process, so the
-    gathered output is bitwise the single-process output: CPU kernels (oneDNN) give results that depend on
-    the batch size and on the position in the batch at the 1e-6 level, which a sharding by image would expose.
-    """
-    batches = [list(rows[start:start + batch_size]) for start in range(0, len(rows), batch_size)]
-    return [index for batch in shard_indices(batches, rank, world_size) for index in batch]

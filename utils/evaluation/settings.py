@@ -22,6 +22,7 @@ from utils.runtime.forward import ForwardSettings
 from utils.task import PRED_THRESHOLD
 
 from .rows import evaluated_indices
+from .shards import DEFAULT_SHARD_BATCHES
 
 PathLike = Union[str, Path]
 DEFAULT_METHOD = "gradcam"
@@ -123,6 +124,11 @@ def tolerance_px(tolerance: Optional[float], multi_label: bool) -> float:
     return MULTI_LABEL_TOLERANCE if multi_label else 0.0
 
 
+def check_shard_batches(shard_batches: int) -> None:
+    if shard_batches < 1:
+        raise ValueError(f"--shard_batches must be >= 1, got {shard_batches}")
+
+
 @dataclass(frozen=True)
 class RecognitionSettings:
     """Accuracy and saliency maps (``recognition_imagenet.py``): besides the model, data, maps and ``forward``
@@ -130,7 +136,9 @@ class RecognitionSettings:
     scripts' ``--batch_size``; its device is chosen by ``use_gpu``, ``--use_gpu``), the
     output folder ``store_dir`` (``--store_dir``, None: ``Evaluation/<run folder name>``), the report's path
     ``report`` (``--report``, None: STORE_DIR/classification.json), ``n_overlays`` (``--n_overlays``), the
-    multi-label AP definition ``ap`` (``--ap``) and ``pointing_tolerance`` (``--pointing_tolerance``)."""
+    multi-label AP definition ``ap`` (``--ap``), ``pointing_tolerance`` (``--pointing_tolerance``), and the commits:
+    ``resume`` (``--resume``: continue from the committed shards) and ``shard_batches`` (``--shard_batches``, the
+    batches per shard, :mod:`.shards`)."""
 
     model: TrainedModel
     data: EvaluatedData = field(default_factory=EvaluatedData)
@@ -142,10 +150,13 @@ class RecognitionSettings:
     n_overlays: int = 8
     ap: str = VOC_AP
     pointing_tolerance: Optional[float] = None
+    resume: bool = False
+    shard_batches: int = DEFAULT_SHARD_BATCHES
 
     def __post_init__(self) -> None:
         if self.n_overlays < 0:
             raise ValueError(f"--n_overlays must be >= 0, got {self.n_overlays}")
+        check_shard_batches(self.shard_batches)
 
 
 @dataclass(frozen=True)
@@ -155,8 +166,9 @@ class EvaluationSettings:
     folder of saved maps ``saliency_dir`` (``--saliency_dir``, None: ``store_dir``), ``compute`` (``--compute``:
     compute maps even where files exist) and ``save_maps`` (``--save_maps``), the run's name ``label``
     (``--label``, None: its pooling), another evaluation to ``compare`` with (``--compare``), the images of
-    report.html's gallery ``report_images`` (``--report_images``, 0: no page), ``pointing_tolerance`` and ``argv``,
-    the command line recorded in summary.json (None from Python)."""
+    report.html's gallery ``report_images`` (``--report_images``, 0: no page), ``pointing_tolerance``, ``argv``,
+    the command line recorded in summary.json (None from Python), ``resume`` and ``shard_batches`` (as
+    :class:`RecognitionSettings`)."""
 
     model: TrainedModel
     data: EvaluatedData = field(default_factory=EvaluatedData)
@@ -173,8 +185,11 @@ class EvaluationSettings:
     report_images: int = DEFAULT_GALLERY_IMAGES
     pointing_tolerance: Optional[float] = None
     argv: Optional[tuple[str, ...]] = None
+    resume: bool = False
+    shard_batches: int = DEFAULT_SHARD_BATCHES
 
     def __post_init__(self) -> None:
+        check_shard_batches(self.shard_batches)
         if self.report_images < 0:
             raise ValueError(f"--report_images must be >= 0 (0: no report.html), got {self.report_images}")
         if self.argv is not None:

@@ -10,9 +10,12 @@ import os
 import pickle
 import re
 import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import yaml
 from safetensors.torch import save as safetensors_bytes
@@ -116,6 +119,48 @@ def write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]], fields: Optiona
 def read_csv(path: PathLike) -> list[dict]:
     with Path(path).open(newline="") as file:
         return list(csv.DictReader(file))
+
+
+@dataclass(frozen=True)
+class StreamedArray:
+    """An array that :func:`write_npz` writes chunk by chunk along its first axis, never holding it whole: its
+    ``dtype``, its full ``shape`` and the ``chunks`` (arrays of that dtype and trailing shape, in order)."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    chunks: Iterable[np.ndarray]
+
+
+# a fixed member time (zip's earliest) instead of the clock's: the same arrays give the same bytes
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def write_npz(path: PathLike, arrays: Mapping[str, Union[np.ndarray, StreamedArray]]) -> Path:
+    """An uncompressed ``.npz`` that ``np.load(allow_pickle=False)`` reads (as ``np.savez`` writes), byte for byte
+    a function of the arrays; a :class:`StreamedArray` member is written as its chunks arrive."""
+    def write(file) -> None:
+        with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME), "w",
+                                  force_zip64=True) as member:
+                    if not isinstance(array, StreamedArray):
+                        np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+                        continue
+                    dtype = np.dtype(array.dtype)
+                    np.lib.format.write_array_header_1_0(member, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                                  "fortran_order": False,
+                                                                  "shape": tuple(array.shape)})
+                    rows = 0
+                    for chunk in array.chunks:
+                        chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                        if chunk.shape[1:] != tuple(array.shape[1:]):
+                            raise ValueError(f"{path}: a chunk of {name} has shape {chunk.shape}, not (n, "
+                                             f"{', '.join(map(str, array.shape[1:]))})")
+                        member.write(chunk.tobytes())
+                        rows += len(chunk)
+                    if rows != array.shape[0]:
+                        raise ValueError(f"{path}: {name} got {rows} rows, {array.shape[0]} announced")
+    return atomic_write(path, write)
 
 
 def save_weights(path: PathLike, state_dict: Mapping[str, torch.Tensor], metadata: Optional[dict] = None) -> Path:

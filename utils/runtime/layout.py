@@ -27,10 +27,11 @@ An evaluation folder (``--store_dir`` of recognition_imagenet.py and objrecon_im
     report_files/            objrecon: the gallery's thumbnails, <index>.jpg and <index>_<method>.jpg
     compare.html             several evaluations side by side (a folder of its own, or objrecon --compare's), with
                              curves_compare.png
+    shards/<script>/         while a run is unfinished: its committed shards, shard_<k>.npz, from which --resume
+                             continues and the files above are assembled; removed when they are written
 """
 from __future__ import annotations
 
-import io
 import json
 import platform
 import re
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 
 from .io import (
+    StreamedArray,
     atomic_write,
     atomic_write_leftovers,
     atomic_write_text,
@@ -52,6 +54,7 @@ from .io import (
     save_weights,
     save_yaml,
     write_csv,
+    write_npz,
 )
 
 PathLike = Union[str, Path]
@@ -221,6 +224,7 @@ class EvaluationFolder:
     REPORT_FILES = "report_files"
     COMPARE = "compare.html"
     THUMBNAIL_SUFFIX = ".jpg"
+    SHARDS = "shards"
 
     def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
@@ -267,6 +271,16 @@ class EvaluationFolder:
         itself, or ``method``'s map over it."""
         name = str(item) if method is None else f"{item}_{file_stem(method)}"
         return self.report_files / f"{name}{self.THUMBNAIL_SUFFIX}"
+
+    def shards(self, script: str) -> Path:
+        """The folder of ``script``'s committed shards (``recognition``, ``objrecon``) while its run is unfinished."""
+        return self.path / self.SHARDS / script
+
+    def remove_stale_temporaries(self) -> None:
+        """Deletes the temporaries that writes of a killed evaluation left beside its files and thumbnails."""
+        for folder in (self.path, self.report_files):
+            for path in atomic_write_leftovers(folder):
+                path.unlink(missing_ok=True)
 
     def maps(self, method: str) -> Path:
         return self.path / f"{self.MAPS_PREFIX}{file_stem(method)}{self.MAPS_SUFFIX}"
@@ -319,15 +333,18 @@ class EvaluationFolder:
         """A JSON report (classification.json, summary.json), with the library versions."""
         return save_json(path, {**report, "versions": library_versions()})
 
-    def save_maps(self, method: str, maps: torch.Tensor, indices: Sequence[int], targets: Sequence[int],
-                  class_source: str, identity: Optional[Mapping[str, Any]] = None) -> Path:
+    def save_maps(self, method: str, maps: Union[torch.Tensor, StreamedArray], indices: Sequence[int],
+                  targets: Sequence[int], class_source: str, identity: Optional[Mapping[str, Any]] = None) -> Path:
         """One file per method: maps (N, h, w) at their native resolution, row i for dataset row ``indices[i]``, with
-        the identity of the model and data that made them."""
-        buffer = io.BytesIO()
-        np.savez(buffer, maps=maps.detach().float().cpu().numpy(), indices=np.asarray(indices, dtype=np.int64),
-                 targets=np.asarray(targets, dtype=np.int64), method=np.asarray(method),
-                 class_source=np.asarray(class_source), identity=np.asarray(json.dumps(identity or {})))
-        return atomic_write(self.maps(method), lambda file: file.write(buffer.getvalue()))
+        the identity of the model and data that made them. ``maps`` may arrive in chunks (a float32
+        :class:`~utils.runtime.io.StreamedArray`), so that no more than a chunk is held."""
+        if not isinstance(maps, StreamedArray):
+            maps = maps.detach().float().cpu().numpy()
+        return write_npz(self.maps(method), {
+            "maps": maps, "indices": np.asarray(indices, dtype=np.int64),
+            "targets": np.asarray(targets, dtype=np.int64), "method": np.asarray(method),
+            "class_source": np.asarray(class_source),
+            "identity": np.asarray(json.dumps(identity or {}))})
 
     @staticmethod
     def load_maps(path: PathLike) -> dict:

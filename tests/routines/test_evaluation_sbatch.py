@@ -1,0 +1,75 @@
+"""routines/evaluation/*.sbatch, run by bash with srun/scontrol/python stubbed (no cluster needed): each gives its
+script a command line that the script's parser accepts, always with --resume, and asks SLURM for the requeue and the
+USR1 warning as the training routines do (the USR1 path itself: runtime/test_slurm.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import objrecon_imagenet
+import recognition_imagenet
+from utils.runtime.cli import parse_args
+
+REPO = Path(__file__).resolve().parents[2]
+PARSERS = {"recognition": recognition_imagenet.build_parser, "objrecon": objrecon_imagenet.build_parser}
+
+
+def sbatch_argv(tmp_path: Path, script: str, env_extra: dict[str, str], *args: str) -> list[str]:
+    """The command line the routine gives python, run with stubs for srun, scontrol and python."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    argv_file = tmp_path / "argv.json"
+    stubs = {
+        "srun": '#!/bin/bash\nexec "$@"\n',
+        "scontrol": "#!/bin/bash\nexit 0\n",
+        "fake-python": f"#!{sys.executable}\nimport json, sys\n"
+                       f"json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n",
+    }
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHON=str(bin_dir / "fake-python"), SLURM_SUBMIT_DIR=str(REPO),
+               SLURM_JOB_ID="1", **env_extra)
+    result = subprocess.run(["bash", str(REPO / "routines" / "evaluation" / f"{script}.sbatch"), *args], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(argv_file.read_text())
+
+
+@pytest.mark.parametrize("script", sorted(PARSERS))
+def test_evaluation_routines_resume_and_requeue(script, tmp_path):
+    text = (REPO / "routines" / "evaluation" / f"{script}.sbatch").read_text()
+    assert "#SBATCH --requeue" in text and "#SBATCH --signal=B:USR1@" in text
+    assert "source routines/training/common.sh" in text  # the USR1 trap that requeues, and `launch`
+
+    argv = sbatch_argv(tmp_path, script, {"STATE_ROOT": "Experiments/imagenet_resnet50_ca",
+                                          "ROOT_DATA": "/data/imagenet/val"}, "--batch_size", "16")
+    assert argv[0] == f"{script}_imagenet.py"
+    args = parse_args(PARSERS[script](), argv[1:])
+    assert args.resume and args.use_gpu and args.batch_size == 16  # the extra arguments override the defaults
+    assert (args.state_root, args.root_data, args.path_lbl) == (
+        "Experiments/imagenet_resnet50_ca", "/data/imagenet/val", "data/imagenet_val.csv")
+    assert args.store_dir == "Evaluation/imagenet_resnet50_ca"  # objrecon reads recognition's maps there
+    if script == "recognition":
+        assert args.salient and args.method == ["gradcam", "attention"]
+
+    # on CPU ranks, on the built-in dataset
+    argv = sbatch_argv(tmp_path, script, {"STATE_ROOT": "runs/ca", "USE_GPU": "0", "STORE_DIR": "Evaluation/x"})
+    args = parse_args(PARSERS[script](), argv[1:])
+    assert args.resume and not args.use_gpu and args.root_data is None and args.store_dir == "Evaluation/x"
+
+
+def test_evaluation_routines_need_a_run(tmp_path):
+    bin_dir = tmp_path / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("STATE_ROOT",) and not k.startswith("SLURM_")}
+    env.update(SLURM_SUBMIT_DIR=str(REPO), PATH=f"{bin_dir}:{env['PATH']}")
+    for script in PARSERS:
+        result = subprocess.run(["bash", str(REPO / "routines" / "evaluation" / f"{script}.sbatch")], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and "set STATE_ROOT" in result.stderr
