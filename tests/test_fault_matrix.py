@@ -18,8 +18,9 @@ Training (main_INets.py)
   test_label_outside_*, test_labels_without_class_names)
 - --path_list train.csv with a val.csv beside it: that is the validation list, and the log says so
   (training/test_training.py: test_val_csv_beside_a_list_file_is_the_validation_list)
-- --path_list naming a folder without train.csv (or train.txt): one line naming the flag, the folder and what it
-  lacks (it was ignored, and --root_data's class folders trained a 1-class model to 100%)
+- --path_list naming a folder without train.csv (or train.txt) leaves the images to --root_data's class folders
+  (the paper README's `--path_list data/`); a --root_data whose sub-folders are splits (train/, val/), not classes:
+  one line naming the folder and them (it trained a model to tell train from val)
   (test_path_list_folder_without_a_training_list)
 - a missing or empty (0 bytes) image anywhere in the training or validation list: one line with the list's
   file:line and the image, before training (one stat per listed file, no decoding); a corrupt validation image
@@ -175,6 +176,7 @@ Benchmarks and experiments (bench/, routines/experiments/)
 from __future__ import annotations
 
 import errno
+import json
 import multiprocessing
 import os
 import pickle
@@ -196,8 +198,8 @@ import recognition_imagenet
 import utils.training.trainer
 from objrecon_imagenet import main as objrecon_main
 from tests.data.writers import write_shard
-from tests.helpers import maps_file, read_maps
-from utils.data import ListDataset, ensure_builtin_dataset
+from tests.helpers import maps_file, one_line_error, read_maps
+from utils.data import ImageFolderDataset, ListDataset, ensure_builtin_dataset
 from utils.runtime.cli import parse_args
 from utils.runtime.io import atomic_write_leftovers, load_training_state
 from utils.runtime.layout import EvaluationFolder
@@ -206,14 +208,6 @@ from utils.training.trainer import Trainer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def one_line_error(main, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as caught:
-        main(argv)
-    message = str(caught.value.code)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
 
 
 @pytest.fixture(scope="module")
@@ -332,14 +326,19 @@ def test_bad_shards_and_hf_datasets_are_one_line(trained_runs, bad_formats, tmp_
 
 
 def test_path_list_folder_without_a_training_list(tmp_path):
+    """--root_data holding train/ and val/ (ImageNet's layout) trains on train/'s class folders, not on two
+    'classes' train and val; an image folder of split folders is refused."""
     data = ensure_builtin_dataset()
     folder = tmp_path / "lists"
     folder.mkdir()
     shutil.copy(data / "val.csv", folder / "val.csv")
-    message = one_line_error(main_INets.main, [
-        "--model", "resnet18", "--imsize", "32", "--workers", "0", "--epochs", "1", "--root_data",
-        str(data / "images"), "--path_list", str(folder), "--store_dir", str(tmp_path / "run")])
-    assert message.startswith(f"error: --path_list {folder}: the folder holds no train.csv or train.txt")
+    run = tmp_path / "run"
+    main_INets.main(["--model", "resnet18", "--imsize", "32", "--workers", "0", "--epochs", "1", "--fraction", "0.05",
+                     "--root_data", str(data / "images"), "--path_list", str(folder), "--store_dir", str(run)])
+    config = json.loads((run / "config.json").read_text())
+    assert config["class_names"] == sorted((data / "classes.txt").read_text().split())  # the class folders
+    with pytest.raises(ValueError, match=r"holds train/, val/: split folders, not one sub-folder per class"):
+        ImageFolderDataset(data / "images")
 
 
 def copied_list(data: Path, listing: str, count: int, folder: Path) -> tuple[Path, list[Path]]:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 import main_INets
 import objrecon_imagenet
 import recognition_imagenet
+from tests.helpers import one_line_error
 from utils.evaluation import shards as shards_module
 from utils.runtime.layout import EvaluationFolder
 
@@ -113,14 +114,6 @@ def partial_recognition(monkeypatch, store: Path, argv: list[str], commits: int 
     assert len(list(EvaluationFolder(store).shards("recognition").glob("shard_*.npz"))) == commits
 
 
-def one_line(main, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as caught:
-        main(argv)
-    message = str(caught.value.code)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
-
-
 def test_recognition_killed_at_every_write_point_equals_an_uninterrupted_run(flags, tmp_path):
     # 2 shards; the overlays' assembly is another test's (matplotlib would dominate every attempt here)
     argv = [*flags, "--indexes", "0", "1", "2", "3", "--method", "gradcam", "--n_overlays", "0"]
@@ -150,9 +143,9 @@ def test_resume_with_other_flags_is_one_line_naming_them(monkeypatch, flags, tin
     store = tmp_path / "store"
     partial_recognition(monkeypatch, store, [*flags, *RECOGNITION])
     resume = [*flags, *RECOGNITION, "--store_dir", str(store), "--resume"]
-    message = one_line(recognition_imagenet.main, [*resume, "--method", "gradcam"])
+    message = one_line_error(recognition_imagenet.main, [*resume, "--method", "gradcam"])
     assert "--method gradcam random (now gradcam)" in message and "shard_000000.npz" in message
-    message = one_line(recognition_imagenet.main, [*resume, "--imsize", "96"])
+    message = one_line_error(recognition_imagenet.main, [*resume, "--imsize", "96"])
     assert "--imsize 64 (now 96)" in message
     other = tmp_path / "other_weights"
     other.mkdir()
@@ -160,9 +153,9 @@ def test_resume_with_other_flags_is_one_line_naming_them(monkeypatch, flags, tin
     weights = load_file(str(tiny_run / "model.safetensors"))
     save_file({key: value + 1e-3 if value.is_floating_point() else value for key, value in weights.items()},
               str(other / "model.safetensors"))
-    message = one_line(recognition_imagenet.main, [*resume, "--state_root", str(other)])
+    message = one_line_error(recognition_imagenet.main, [*resume, "--state_root", str(other)])
     assert "model weights" in message and "--method" not in message
-    message = one_line(recognition_imagenet.main, [*resume, "--batch_size", "4"])
+    message = one_line_error(recognition_imagenet.main, [*resume, "--batch_size", "4"])
     assert "--batch_size 2 (now 4)" in message
     # the refusals left the committed shards as they were
     assert len(list(EvaluationFolder(store).shards("recognition").glob("shard_*.npz"))) == 2
@@ -218,13 +211,13 @@ def test_corrupt_or_foreign_shards_are_one_line(monkeypatch, flags, tmp_path):
     first = folder / "shard_000000.npz"
     good = first.read_bytes()
     first.write_bytes(good[:len(good) // 2])  # a shard cut short (a disk that filled up, a bad copy)
-    message = one_line(recognition_imagenet.main, resume)
+    message = one_line_error(recognition_imagenet.main, resume)
     assert str(first) in message and "not a readable shard" in message and "delete it" in message
     first.write_bytes(good)
     (folder / "shard_000001.npz").rename(folder / "shard_000002.npz")  # another shard's rows under its name
-    message = one_line(recognition_imagenet.main, resume)
+    message = one_line_error(recognition_imagenet.main, resume)
     assert "shard_000002.npz holds other rows than shard 2" in message
-    message = one_line(recognition_imagenet.main, [*flags, "--shard_batches", "0", "--store_dir", str(store)])
+    message = one_line_error(recognition_imagenet.main, [*flags, "--shard_batches", "0", "--store_dir", str(store)])
     assert "--shard_batches must be >= 1, got 0" in message
 
 

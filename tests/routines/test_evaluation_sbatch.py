@@ -3,16 +3,15 @@ script a command line that the script's parser accepts, always with --resume, an
 USR1 warning as the training routines do (the USR1 path itself: runtime/test_slurm.py)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import objrecon_imagenet
 import recognition_imagenet
+from tests.helpers import sbatch_python_argv
 from utils.runtime.cli import parse_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,26 +19,7 @@ PARSERS = {"recognition": recognition_imagenet.build_parser, "objrecon": objreco
 
 
 def sbatch_argv(tmp_path: Path, script: str, env_extra: dict[str, str], *args: str) -> list[str]:
-    """The command line the routine gives python, run with stubs for srun, scontrol and python."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    argv_file = tmp_path / "argv.json"
-    stubs = {
-        "srun": '#!/bin/bash\nexec "$@"\n',
-        "scontrol": "#!/bin/bash\nexit 0\n",
-        "fake-python": f"#!{sys.executable}\nimport json, sys\n"
-                       f"json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n",
-    }
-    for name, text in stubs.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHON=str(bin_dir / "fake-python"), SLURM_SUBMIT_DIR=str(REPO),
-               SLURM_JOB_ID="1", **env_extra)
-    result = subprocess.run(["bash", str(REPO / "routines" / "evaluation" / f"{script}.sbatch"), *args], env=env,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(argv_file.read_text())
+    return sbatch_python_argv(REPO / "routines" / "evaluation" / f"{script}.sbatch", tmp_path, env_extra, *args)
 
 
 @pytest.mark.parametrize("script", sorted(PARSERS))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import require_installed
+from tests.helpers import require_installed, sbatch_python_argv
 from tests.slurm_cluster import SlurmCluster, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,25 +49,8 @@ def _expect_completed(cluster: SlurmCluster, job: int, timeout: float) -> dict[s
 def test_sbatch_scripts_pass_flags_main_accepts(script, tmp_path):
     """Each routines/training script, run by bash with srun/scontrol/python stubbed (no cluster
     needed), gives main_INets.py a command line its parser accepts, always with --resume."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    argv_file = tmp_path / "argv.json"
-    stubs = {
-        "srun": '#!/bin/bash\nexec "$@"\n',
-        "scontrol": "#!/bin/bash\nexit 0\n",
-        "fake-python": f"#!{sys.executable}\nimport json, sys\n"
-                       f"json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n",
-    }
-    for name, text in stubs.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHON=str(bin_dir / "fake-python"), SLURM_SUBMIT_DIR=str(REPO),
-               SLURM_JOB_ID="1", ROOT_DATA="/data/images")
-    result = subprocess.run(["bash", str(REPO / "routines" / "training" / f"{script}.sbatch"), "--epochs", "3"],
-                            env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-3000:]
-    argv = json.loads(argv_file.read_text())
+    argv = sbatch_python_argv(REPO / "routines" / "training" / f"{script}.sbatch", tmp_path,
+                              {"ROOT_DATA": "/data/images"}, "--epochs", "3")
     assert argv[0] == "main_INets.py"
 
     import main_INets

@@ -5,6 +5,8 @@ from collections.abc import Callable
 
 from .base import ImageDataset, PathLike, check_images_exist, require_dir
 
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test"})
+
 
 class ImageFolderDataset(ImageDataset):
     """``root/<class>/<image>`` with one sub-folder per class (sorted names -> labels 0..C-1)."""
@@ -16,6 +18,11 @@ class ImageFolderDataset(ImageDataset):
         class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
         if not class_dirs:
             raise ValueError(f"{root}: expected one sub-folder per class, found none")
+        if {d.name.lower() for d in class_dirs} <= SPLIT_NAMES:
+            # split folders taken for class folders: the model would learn to tell train from val
+            names = ", ".join(f"{d.name}/" for d in class_dirs)
+            raise ValueError(f"{root} holds {names}: split folders, not one sub-folder per class; give the folder of "
+                             f"the class folders (--root_data {class_dirs[0]}) or a list file (--path_list)")
         if num_classes is not None and len(class_dirs) > num_classes:
             raise ValueError(f"{root} has {len(class_dirs)} class folders, more than --classes {num_classes}")
         samples = [

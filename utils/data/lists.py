@@ -198,19 +198,15 @@ def _find_list(folder: Path, names: tuple[str, ...]) -> Optional[Path]:
     return next((folder / name for name in names if (folder / name).is_file()), None)
 
 
-def training_lists(root: Optional[PathLike], path_list: PathLike) -> tuple[Path, Optional[Path]]:
+def training_lists(root: Optional[PathLike], path_list: PathLike) -> tuple[Optional[Path], Optional[Path]]:
     """The training list of ``--path_list`` and the validation list beside it: ``path_list`` names a list file
     (found in the working directory, else under ``root``), its validation list a ``val.csv`` or ``val.txt`` beside
-    it; or a folder holding ``train.csv`` (or ``train.txt``, else one line naming the folder) and perhaps a
-    validation list."""
+    it; or a folder holding ``train.csv`` (or ``train.txt``) and perhaps a validation list. A folder without a
+    training list leaves the images to ``root``'s class folders, as the paper's ``--path_list data/`` with an
+    ImageNet train folder does (None)."""
     path = Path(path_list)
     if path.is_dir():
-        train_list = _find_list(path, TRAIN_LIST_NAMES)
-        if train_list is None:
-            # a folder without a training list must not fall through to --root_data's class folders
-            raise FileNotFoundError(f"--path_list {path_list}: the folder holds no {' or '.join(TRAIN_LIST_NAMES)}; "
-                                    f"give a list file or a folder with a training list")
-        return train_list, _find_list(path, VAL_LIST_NAMES)
+        return _find_list(path, TRAIN_LIST_NAMES), _find_list(path, VAL_LIST_NAMES)
     if not path.is_file() and root is not None and (Path(root) / path).is_file():
         path = Path(root) / path
     beside = _find_list(path.parent, VAL_LIST_NAMES) if path.is_file() else None

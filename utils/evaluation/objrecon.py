@@ -59,6 +59,7 @@ from .shards import ShardStore, evaluation_fingerprint, plan_shards, rows_digest
 
 ROW_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o")
 SCRIPT = "objrecon"  # the name of its shards' folder
+_HASH_CHUNK = 1024  # maps hashed at a time
 
 
 def csv_fields() -> tuple[str, ...]:
@@ -187,7 +188,9 @@ def fingerprint(settings: EvaluationSettings, data: EvaluationData, sources: Seq
 
 def _maps_digest(source: Source) -> str:
     """A saliency file's maps and pairs, hashed: a file regenerated since the shards were committed is another."""
-    digest = hashlib.sha256(source.maps.contiguous().numpy().tobytes())
+    digest = hashlib.sha256()
+    for start in range(0, len(source.maps), _HASH_CHUNK):  # a chunk at a time: the file's maps may be memory-mapped
+        digest.update(source.maps[start:start + _HASH_CHUNK].contiguous().numpy().tobytes())
     digest.update(repr(sorted(source.pairs.items())).encode())
     return f"file {digest.hexdigest()[:16]}"
 

@@ -20,6 +20,8 @@ from .rows import evaluated_indices
 from .session import EvaluationData
 from .settings import DEFAULT_METHOD, DataSubset, PathLike
 
+_CHECK_CHUNK = 1024  # maps checked for NaN or inf at a time
+
 
 @dataclasses.dataclass
 class Source:
@@ -60,9 +62,9 @@ def read_source(method: str, path: Path) -> Source:
     maps, indices, targets = loaded["maps"], loaded["indices"], loaded["targets"]
     if len(targets) != len(indices):
         raise ValueError(f"{path}: {len(maps)} maps and {len(indices)} dataset rows but {len(targets)} targets")
-    bad = (~torch.isfinite(maps.flatten(1)).all(1)).nonzero().flatten()
-    if len(bad):
-        row = int(bad[0])
+    bad = _non_finite_maps(maps)
+    if bad:
+        row = bad[0]
         raise ValueError(f"{path}: {len(bad)} map(s) contain NaN or inf (first: file row {row}, dataset row "
                          f"{indices[row]}); regenerate them")
     pairs = {(int(index), int(label)): position for position, (index, label) in enumerate(zip(indices, targets))}
@@ -70,6 +72,16 @@ def read_source(method: str, path: Path) -> Source:
         raise ValueError(f"{path}: a (dataset row, class) pair appears twice in its indices and targets")
     return Source(method=loaded["method"] or method, path=path, maps=maps, pairs=pairs,
                   class_source=loaded["class_source"], identity=loaded["identity"])
+
+
+def _non_finite_maps(maps: torch.Tensor) -> list[int]:
+    """The positions of the maps holding NaN or inf, checked a chunk at a time: a file's maps are memory-mapped
+    where they can be, and need not fit in memory."""
+    bad: list[int] = []
+    for start in range(0, len(maps), _CHECK_CHUNK):
+        finite = torch.isfinite(maps[start:start + _CHECK_CHUNK].flatten(1)).all(1)
+        bad.extend(start + int(position) for position in (~finite).nonzero().flatten())
+    return bad
 
 
 def resolve_sources(store: EvaluationFolder, saliency_dir: Optional[PathLike], methods: Optional[Sequence[str]],

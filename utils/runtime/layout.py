@@ -361,7 +361,10 @@ class EvaluationFolder:
             # allow_pickle=False: an array of Python objects is never unpickled (that could run code)
             with np.load(path, allow_pickle=False) as data:
                 names = [*keys, "identity"] if "identity" in data.files else list(keys)
-                loaded = {key: _array(data, key) for key in names}
+                loaded = {key: _array(data, key) for key in names if key != "maps"}
+                loaded["maps"] = _mapped_member(path, "maps.npy")
+                if loaded["maps"] is None:
+                    loaded["maps"] = _array(data, "maps")
                 pickled = next((key for key, array in loaded.items() if array is None), None)
                 identity = json.loads(str(loaded["identity"])) if "identity" in loaded and not pickled else None
         except KeyError as error:
@@ -401,6 +404,31 @@ class EvaluationFolder:
             raise ValueError(f"{flag}: {file} is not a summary of objrecon_imagenet.py")
         summary["path"] = str(file)
         return summary
+
+
+def _mapped_member(path: Path, member: str) -> Optional[np.ndarray]:
+    """The array of an uncompressed ``.npz`` member memory-mapped copy-on-write, so that scoring a saliency file of
+    any size reads only the maps of the batch at hand; None where it cannot be mapped (a compressed or empty member,
+    Python objects, Fortran order): then it is read whole."""
+    with zipfile.ZipFile(path) as archive:
+        try:
+            info = archive.getinfo(member)
+        except KeyError:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+    with open(path, "rb") as file:
+        file.seek(info.header_offset)
+        local_header = file.read(30)  # the member's local header: its name and extra field lengths at bytes 26-29
+        file.seek(info.header_offset + 30 + int.from_bytes(local_header[26:28], "little")
+                  + int.from_bytes(local_header[28:30], "little"))
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(file)
+        offset = file.tell()
+    if fortran_order or dtype.hasobject or 0 in shape:
+        return None
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)
 
 
 def _array(data: np.lib.npyio.NpzFile, key: str) -> Optional[np.ndarray]:
