@@ -96,4 +96,4 @@ def test_resume_of_a_single_label_run_as_multilabel_is_refused(trained_voc_runs,
     (run / "config.json").write_text(json.dumps(config))
     message = error_of(["--dataset", "voc", "--imsize", "96", "--store_dir", str(run), "--resume", "--epochs", "3",
                         "--workers", "0", "--fraction", "0.4"])
-    assert "task='single-label'" in message and "task='multi-label'" in message
+    assert "--dataset (its task) single-label, but this run has --dataset (its task) multi-label" in message
