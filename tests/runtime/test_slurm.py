@@ -96,12 +96,23 @@ def test_srun_tasks_agree_on_rank_and_rendezvous(cluster, tmp_path):
     assert {r["local_rank"] for r in results} == {0, 1}
 
 
-def test_builtin_sbatch_requeues_on_usr1_and_resumes(cluster, tmp_path):
-    """The pre-emption path of the real sbatch script, with a stand-in for python.
+# the training routine, and the evaluation routines on CPU ranks (the test cluster has no GPUs and few cores)
+CPU_RANKS = ("--gpus-per-node", "0", "--ntasks-per-node", "2", "--cpus-per-task", "1")
+REQUEUED = {"training": (BUILTIN_SBATCH, {}, ()),
+            "recognition": (REPO / "routines" / "evaluation" / "recognition.sbatch",
+                            {"STATE_ROOT": "runs/ca", "USE_GPU": "0"}, CPU_RANKS),
+            "objrecon": (REPO / "routines" / "evaluation" / "objrecon.sbatch",
+                         {"STATE_ROOT": "runs/ca", "USE_GPU": "0"}, CPU_RANKS)}
+
+
+@pytest.mark.parametrize("routine", sorted(REQUEUED))
+def test_sbatch_requeues_on_usr1_and_resumes(cluster, tmp_path, routine):
+    """The pre-emption path of the real sbatch scripts, with a stand-in for python.
 
     USR1 to the batch shell (what `--signal=B:USR1@120` sends before the time limit) must requeue
     the job, and every run must pass --resume.
     """
+    script, env, options = REQUEUED[routine]
     stub = tmp_path / "python-stub"
     stub.write_text(textwrap.dedent("""\
         #!/bin/bash
@@ -111,8 +122,8 @@ def test_builtin_sbatch_requeues_on_usr1_and_resumes(cluster, tmp_path):
     """))
     stub.chmod(0o755)
     out = tmp_path / "job.out"
-    job = cluster.sbatch(BUILTIN_SBATCH, "--ntasks", "2", "-o", str(out), cwd=REPO,
-                         args=["--store_dir", str(tmp_path / "run")], env=_job_env(PYTHON=str(stub)))
+    job = cluster.sbatch(script, "--ntasks", "2", *options, "-o", str(out), cwd=REPO,
+                         args=["--store_dir", str(tmp_path / "run")], env=_job_env(PYTHON=str(stub), **env))
 
     deadline = time.monotonic() + 60
     while not (out.is_file() and out.read_text().count("STUB restart=0") == 2):
