@@ -44,7 +44,7 @@ def sbatch_python_argv(routine: Path, tmp_path: Path, env_extra: dict[str, str],
     bin_dir.mkdir(exist_ok=True)
     argv_file = tmp_path / "argv.json"
     stubs = {
-        "srun": '#!/bin/bash\nexec "$@"\n',
+        "srun": '#!/bin/bash\nwhile [[ $1 == -* ]]; do shift; done\nexec "$@"\n',  # srun's options, then CMD
         "scontrol": "#!/bin/bash\nexit 0\n",
         "fake-python": f"#!{sys.executable}\nimport json, sys\n"
                        f"json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))\n",

@@ -47,7 +47,9 @@ Training (main_INets.py)
 - two runs at once into one --store_dir (both ended rc 0 with their files mixed): the folder is locked for the run's
   life (an flock, released by the kernel on kill -9, not held by forked loader workers); the second gets one line
   naming the folder and the holder (pid, host, start, command) and writes nothing, whether --resume, --overwrite or
-  neither; after the holder's kill -9 the next run takes the folder (test_two_runs_into_one_folder)
+  neither; after the holder's kill -9 the next run takes the folder (test_two_runs_into_one_folder); under the
+  sbatch routines the refused rank 0 ends the job at once, not after the other ranks' 30-minute rendezvous wait
+  (runtime/test_slurm.py: test_a_failing_rank_ends_the_job)
 - --resume with another --imsize (it continued and rewrote config.json), or another input normalisation: one line
   naming the flag and both values, config.json untouched (test_resume_with_another_geometry_is_refused)
 - --use_gpu without CUDA (a traceback in training): one line, nothing created

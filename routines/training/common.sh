@@ -13,11 +13,13 @@ trap requeue_job USR1
 # One rank per task on CPU jobs: as many threads as CPUs given to the task (torchrun does the same).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}"
 
-# launch CMD...: `srun CMD...`, one task = one rank. srun runs in the background because bash
+# launch CMD...: `srun CMD...`, one task = one rank; a rank that fails ends the others (--kill-on-bad-exit), which
+# would otherwise wait out the rendezvous timeout (30 min) for it, e.g. after rank 0 found the run folder in use.
+# srun runs in the background because bash
 # only runs a trap between foreground commands; `wait` returns early when USR1 arrives, so wait
 # again until the step has really ended and return its exit status.
 launch() {
-    srun "$@" &
+    srun --kill-on-bad-exit=1 "$@" &
     local pid=$! status
     while true; do
         wait "$pid" && return 0

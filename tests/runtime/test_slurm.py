@@ -148,6 +148,24 @@ def test_sbatch_requeues_on_usr1_and_resumes(cluster, tmp_path, routine):
     assert all("--resume" in line and str(tmp_path / "run") in line for line in stub_lines)
 
 
+def test_a_failing_rank_ends_the_job(cluster, tmp_path):
+    """Rank 0 failing at start (a run folder in use, a bad flag) ends the job at once, instead of leaving rank 1
+    waiting out the rendezvous timeout (srun --kill-on-bad-exit in the routines' `launch`)."""
+    stub = tmp_path / "python-stub"
+    stub.write_text(textwrap.dedent("""\
+        #!/bin/bash
+        if [ "$SLURM_PROCID" = 0 ]; then echo "error: --store_dir is in use by another run" >&2; exit 1; fi
+        sleep 300
+    """))
+    stub.chmod(0o755)
+    out = tmp_path / "job.out"
+    job = cluster.sbatch(BUILTIN_SBATCH, "--ntasks", "2", "-o", str(out), cwd=REPO,
+                         args=["--store_dir", str(tmp_path / "run")], env=_job_env(PYTHON=str(stub)))
+    info = cluster.wait_job(job, timeout=90)  # far below the 300 s rank 1 would otherwise sleep
+    assert info["JobState"] == "FAILED", f"job {job}: {info['JobState']}\n{cluster.job_output(info)}"
+    assert "is in use by another run" in out.read_text()
+
+
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
     return load_file(str(path))
