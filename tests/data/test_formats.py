@@ -212,3 +212,25 @@ def test_shards_and_hf_decode_images_as_image_files_do(tmp_path):
         np.testing.assert_array_equal(np.asarray(dataset[0][0]), expected)
         with pytest.raises(OSError, match=rf"^cannot read image {re.escape(bad)}"):
             dataset[1]
+
+
+def test_a_shard_index_is_read_from_its_cache_until_the_shard_changes(builtin, tmp_path, monkeypatch):
+    """The second reading of the shards opens no tar header (the index comes from $CASTREAM_DATA/shard_index), gives
+    the same samples, and still checks the classes against --classes; a rewritten shard is indexed anew."""
+    monkeypatch.setenv("CASTREAM_DATA", str(tmp_path / "cache"))
+    shards = write_shards(builtin, tmp_path / "shards", per_shard=5, splits=("val",))
+    first = ShardDataset(shards, "val")
+    assert len(list((tmp_path / "cache" / "shard_index").glob("*.npz"))) == len(first.shards)
+
+    with monkeypatch.context() as patched:
+        patched.setattr("tarfile.open", lambda *args, **kwargs: pytest.fail("a tar header was read"))
+        again = ShardDataset(shards, "val")
+        with pytest.raises(ValueError, match=r"\.cls: class \d is outside \[0, 2\) for --classes 2"):
+            ShardDataset(shards, "val", num_classes=2)
+    assert again.samples == first.samples and np.array_equal(again.where, first.where)
+    assert np.array_equal(np.asarray(again[3][0]), np.asarray(first[3][0])) and again[3][1] == first[3][1]
+
+    image, _ = (builtin / "val.csv").read_text().splitlines()[0].rsplit(",", 1)
+    write_shard(first.shards[0], [("only", (builtin / IMAGES_DIRNAME / image).read_bytes(), 5)])
+    rewritten = ShardDataset(shards, "val")
+    assert rewritten.samples[0] == (f"{first.shard_names[0]}:only", 5) and len(rewritten) == len(first) - 4

@@ -3,9 +3,13 @@
 its class the integer text of ``key.cls``, its object mask an optional ``key.mask.png``. Each shard is indexed once
 on construction (member offsets, the classes read then), and an image is read by seeking to its offset: a map-style
 dataset, so that the seeded per-sample augmentation, exact resume, row subsets and evaluation shards work as on
-loose files. Shards are local ``.tar`` files (uncompressed: a compressed tar has no offsets to seek to)."""
+loose files. Shards are local ``.tar`` files (uncompressed: a compressed tar has no offsets to seek to). A shard's
+index is kept in ``$CASTREAM_DATA/shard_index/`` under the shard's path, size and modification time, so that later
+runs (and the other ranks) read one small file per shard instead of every tar header."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import tarfile
 from collections.abc import Callable, Sequence
@@ -17,7 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from utils.runtime.io import write_npz
+
 from .base import ImageDataset, PathLike, load_rgb, require_dir
+from .builtin import generated_data_cache
 from .lists import CLASSES_FILENAME, read_class_names
 from .masks import ObjectMasks
 
@@ -104,16 +111,55 @@ def index_shard(path: Path, num_classes: Optional[int] = None) -> list[ShardSamp
     return samples
 
 
+INDEX_FOLDER = "shard_index"
+_INDEX_VERSION = 1  # a new layout of the cached index files gets a new number, so old files are not misread
+
+
+def _index_file(path: Path) -> Path:
+    """The cached index of shard ``path`` as it is now (another size or modification time: another file)."""
+    status = path.stat()
+    identity = f"{_INDEX_VERSION}|{path.resolve()}|{status.st_size}|{status.st_mtime_ns}"
+    return generated_data_cache() / INDEX_FOLDER / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.npz"
+
+
+def cached_index(path: Path, num_classes: Optional[int] = None) -> list[ShardSample]:
+    """:func:`index_shard`, read from its cache file where one was written for the shard as it is now, else built
+    and cached (best effort: an unwritable cache only costs the next run the indexing again)."""
+    cache = _index_file(path)
+    try:
+        with np.load(cache, allow_pickle=False) as saved:
+            keys, rows = saved["keys"].tolist(), saved["rows"]
+    except (OSError, ValueError, KeyError):
+        samples = index_shard(path, num_classes)
+        rows = np.asarray([(s.image.offset, s.image.size, s.label, *((s.mask.offset, s.mask.size) if s.mask else
+                                                                       (-1, -1))) for s in samples],
+                          dtype=np.int64).reshape(len(samples), 5)
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_npz(cache, {"keys": np.asarray([s.key for s in samples], dtype=str), "rows": rows})
+        return samples
+    samples = []
+    for key, (offset, size, label, mask_offset, mask_size) in zip(keys, rows.tolist()):
+        _check_class(path, key, label, num_classes)
+        samples.append(ShardSample(key, Member(offset, size), label,
+                                   Member(mask_offset, mask_size) if mask_offset >= 0 else None))
+    return samples
+
+
 def _parse_class(path: Path, key: str, text: str, num_classes: Optional[int]) -> int:
     try:
         label = int(text)
     except ValueError:
         raise ValueError(f"{path}: {key}.{LABEL_EXTENSION} holds {text[:40]!r}, expected an integer class") from None
+    _check_class(path, key, label, num_classes)
+    return label
+
+
+def _check_class(path: Path, key: str, label: int, num_classes: Optional[int]) -> None:
     if label < 0 or (num_classes is not None and label >= num_classes):
         raise ValueError(f"{path}: {key}.{LABEL_EXTENSION}: class {label} is outside [0, {num_classes}) for "
                          f"--classes {num_classes}" if label >= 0 else
                          f"{path}: {key}.{LABEL_EXTENSION}: class {label} is negative")
-    return label
 
 
 def read_member(path: Path, member: Member) -> bytes:
@@ -141,7 +187,7 @@ class ShardDataset(ImageDataset):
         self.shard_names = [shard.relative_to(folder).as_posix() for shard in self.shards]
         samples, where = [], []
         for number, shard in enumerate(self.shards):
-            for item in index_shard(shard, num_classes):
+            for item in cached_index(shard, num_classes):
                 samples.append((f"{self.shard_names[number]}:{item.key}", item.label))
                 mask = item.mask or Member(-1, -1)
                 where.append((number, item.image.offset, item.image.size, mask.offset, mask.size))
