@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from objrecon_imagenet import main
-from tests.helpers import maps_file, read_maps
+from tests.helpers import maps_file, one_line_error, read_maps
 from utils.data import DataSource, Preprocessing, build_dataset
 from utils.evaluation.model import load_trained_model
 from utils.evaluation.objrecon import csv_fields
@@ -74,11 +74,7 @@ def assert_same_metrics(a: list[dict], b: list[dict], atol: float = 1e-6) -> Non
 
 
 def error_line(argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    message = str(info.value.code)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
+    return one_line_error(main, argv)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 
 import recognition_imagenet
 from models import create_model, data_config, model_config
-from tests.helpers import read_maps
+from tests.helpers import one_line_error, read_maps
 from utils.data import DataSource, Preprocessing, build_dataset, read_list_file, subset_indices
 from utils.evaluation.model import load_trained_model
 from utils.evaluation.rows import evaluated_indices, parse_indexes
@@ -52,11 +52,7 @@ def read_predictions(store_dir: Path) -> list[dict]:
 
 def user_error(argv: list[str]) -> str:
     """The message of a run expected to stop on a user error (SystemExit carrying one line)."""
-    with pytest.raises(SystemExit) as caught:
-        recognition_imagenet.main(argv)
-    message = str(caught.value.code)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
+    return one_line_error(recognition_imagenet.main, argv)
 
 
 @pytest.fixture(scope="module")

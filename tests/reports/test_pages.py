@@ -24,7 +24,7 @@ import torch
 
 from objrecon_imagenet import main as objrecon_main
 from tests.browser import headless_chromium, unavailable_reason
-from tests.helpers import require_installed
+from tests.helpers import one_line_error, require_installed
 from utils.data import DataSource, Preprocessing, build_dataset
 from utils.evaluation.methods import build_methods
 from utils.evaluation.model import load_trained_model
@@ -98,12 +98,8 @@ def best_first(rows: list[dict], key: str) -> list[int]:
     return [int(r["index"]) for r in sorted(rows, key=lambda r: sign * float(r[key]))]
 
 
-def one_line_error(argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as caught:
-        compare.main(argv)
-    message = str(caught.value.code)
-    assert message.startswith("error: ") and "\n" not in message, message
-    return message
+def compare_error(argv: list[str]) -> str:
+    return one_line_error(compare.main, argv)
 
 
 class Tables(HTMLParser):
@@ -294,21 +290,21 @@ def test_compare_table_holds_means_spreads_and_deltas(comparison, evaluations) -
 def test_compare_errors_are_one_line(evaluations, trained_runs, relabelled_list, tmp_path, capsys) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    message = one_line_error([str(evaluations["gap0"]), str(empty), "--out", str(tmp_path / "out")])
+    message = compare_error([str(evaluations["gap0"]), str(empty), "--out", str(tmp_path / "out")])
     assert str(empty) in message and "summary.json" in message
     # another image count: objrecon --compare notes it and writes no compare.html; the command refuses it
     fewer = objrecon(trained_runs, "ca", tmp_path / "fewer", relabelled_list, "--method", "gradcam", "--indexes",
                      "0", "1", "2", "--compare", str(evaluations["gap0"]))
     assert "no compare.html written" in capsys.readouterr().out and not EvaluationFolder(fewer).compare.exists()
-    message = one_line_error([str(evaluations["gap0"]), str(fewer), "--out", str(tmp_path / "out")])
+    message = compare_error([str(evaluations["gap0"]), str(fewer), "--out", str(tmp_path / "out")])
     assert str(fewer) in message and "3 images" in message and "12" in message
-    assert "two or more" in one_line_error([str(evaluations["gap0"]), "--out", str(tmp_path / "out")])
+    assert "two or more" in compare_error([str(evaluations["gap0"]), "--out", str(tmp_path / "out")])
     # a folder whose metrics.csv lost rows: it no longer holds the images its summary.json counts
     broken = tmp_path / "broken"
     shutil.copytree(evaluations["gap0"], broken)
     lines = (broken / "metrics.csv").read_text().splitlines()
     (broken / "metrics.csv").write_text("\n".join(lines[:-1]) + "\n")
-    message = one_line_error([str(evaluations["gap0"]), str(broken), "--out", str(tmp_path / "out")])
+    message = compare_error([str(evaluations["gap0"]), str(broken), "--out", str(tmp_path / "out")])
     assert str(broken) in message and "metrics.csv" in message and "summary.json" in message
 
 
