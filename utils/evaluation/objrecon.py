@@ -55,7 +55,7 @@ from .results import EvaluationResult, path_text
 from .saved_maps import Source, check_sources, resolve_sources, select_rows
 from .session import EvaluationData, batches, load_evaluation, store_dir_lock
 from .settings import EvaluatedData, EvaluationSettings, TrainedModel, tolerance_px
-from .shards import ShardStore, evaluation_fingerprint, plan_shards, rows_digest, wait_for_every_rank
+from .shards import ShardStore, evaluation_fingerprint, maps_key, plan_shards, rows_digest, wait_for_every_rank
 
 ROW_FIELDS = ("index", "path", "label", "method", "target", "prediction", "p", "o")
 SCRIPT = "objrecon"  # the name of its shards' folder
@@ -117,9 +117,9 @@ def _evaluate(settings: EvaluationSettings) -> Optional[EvaluationResult]:
     saved_maps = {}
     if settings.save_maps:
         for position, source in enumerate(s for s in sources if not s.from_file):
-            shape = store.array(0, _maps_key(position)).shape[1:]
+            shape = store.array(0, maps_key(position)).shape[1:]
             saved_maps[source.method] = StreamedArray(np.float32, (len(records), *shape),
-                                                      store.arrays(_maps_key(position)))
+                                                      store.arrays(maps_key(position)))
     methods = [s.method for s in sources]
     label = settings.label or data.config.get("pool", "model")
     results, curves = {}, {}
@@ -195,25 +195,18 @@ def _maps_digest(source: Source) -> str:
     return f"file {digest.hexdigest()[:16]}"
 
 
-def _maps_key(position: int) -> str:
-    return f"maps_{position}"
-
-
 def commit_shards(store: ShardStore, shards: Sequence[int], data: EvaluationData, sources: Sequence[Source],
                   targets: Optional[dict[int, list[int]]], masks: Optional[ObjectMasks], forward: ForwardSettings,
                   device: torch.device, protocol: EvalProtocol, evaluated: EvaluatedData, progress: bool,
                   gallery: Collection[int], save_maps: bool) -> None:
     """Scores the rows of ``shards`` (one pass over their batches) and commits each shard: its records (see
     :func:`score_batches`) in ascending (row, class) order and, with ``save_maps``, the computed maps."""
-    rows = [row for k in shards for row in store.plan[k]]
-    results = score_batches(data, rows, sources, targets, masks, forward, device, protocol, evaluated, progress,
-                            gallery)
     computed = [s for s in sources if not s.from_file] if save_maps else []
-    for k in shards:
+    for k, batch_results in store.by_shard(shards, evaluated.batch_size, lambda rows: score_batches(
+            data, rows, sources, targets, masks, forward, device, protocol, evaluated, progress, gallery)):
         records: list[dict] = []
         maps: dict[str, list[torch.Tensor]] = {s.method: [] for s in computed}
-        for _ in range(math.ceil(len(store.plan[k]) / evaluated.batch_size)):
-            batch_records, batch_maps = next(results)
+        for batch_records, batch_maps in batch_results:
             records += batch_records
             for source in computed:
                 if source.method in batch_maps:
@@ -225,9 +218,8 @@ def commit_shards(store: ShardStore, shards: Sequence[int], data: EvaluationData
             chunks = maps[source.method]
             # a shard without pairs still records the method's map size
             stacked = torch.cat(chunks) if chunks else torch.zeros(0, *_map_size(sources, source.method, data, device))
-            arrays[_maps_key(position)] = stacked[order].numpy()
+            arrays[maps_key(position)] = stacked[order].numpy()
         store.commit(k, {"records": [records[i] for i in order]}, arrays)
-    next(results, None)  # ends the pass, so that its progress counts the last batch
 
 
 def score_batches(data: EvaluationData, shard: list[int], sources: Sequence[Source],
@@ -310,10 +302,6 @@ def _map_size(sources: Sequence[Source], method: str, data: EvaluationData, devi
                                                BatchContext([0])).shape[1:])
 
 
-def indices_hash(rows: Sequence[int]) -> str:
-    return hashlib.sha256(",".join(map(str, rows)).encode()).hexdigest()[:16]
-
-
 def protocol_card(protocol: EvalProtocol, trained: TrainedModel, evaluated: EvaluatedData, data: EvaluationData,
                   rows: Sequence[int], sources: Sequence[Source], masks: Optional[ObjectMasks],
                   forward: ForwardSettings, records: Sequence[dict]) -> dict:
@@ -339,7 +327,7 @@ def protocol_card(protocol: EvalProtocol, trained: TrainedModel, evaluated: Eval
             "dataset_images": len(data.dataset),
             "fraction": evaluated.subset.fraction, "indexes": evaluated.subset.index_list,
             "seed": evaluated.subset.seed,
-            "indices_sha256": indices_hash(rows),
+            "indices_sha256": rows_digest(rows),
             "preprocessing": data.preprocessing,
             "masks": masks.origin if masks else None,
         },

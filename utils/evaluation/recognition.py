@@ -50,7 +50,7 @@ from .pairs import Pair, pair_key, select
 from .results import RecognitionResult, path_text
 from .session import EvaluationData, batches, load_evaluation, store_dir_lock
 from .settings import EvaluatedData, RecognitionSettings, tolerance_px
-from .shards import ShardStore, evaluation_fingerprint, plan_shards, wait_for_every_rank
+from .shards import ShardStore, evaluation_fingerprint, maps_key, plan_shards, wait_for_every_rank
 
 PREDICTION_FIELDS = ("index", "image", "label", "prediction", "confidence", "nll", "top5", "target")
 # multi-label: the classes present, those with only difficult instances, those explained, then a score per class
@@ -101,7 +101,7 @@ def _recognise(settings: RecognitionSettings) -> RecognitionResult:
             commit_shards(store, mine, data, methods, forward, device, evaluated, class_source, env.is_main)
         wait_for_every_rank()
         rows, shard_pairs = read_shards(store)
-        shapes = {name: list(store.array(0, _maps_key(position)).shape[1:]) for position, name in enumerate(methods)}
+        shapes = {name: list(store.array(0, maps_key(position)).shape[1:]) for position, name in enumerate(methods)}
         wait_for_every_rank()  # every rank has read the shards before rank 0 removes them
     pairs = [pair for chunk in shard_pairs for pair in chunk]
 
@@ -151,21 +151,15 @@ def fingerprint(settings: RecognitionSettings, data: EvaluationData, names: Sequ
             "--pred_threshold": saliency.pred_threshold, "--pred_topk": saliency.pred_topk}
 
 
-def _maps_key(position: int) -> str:
-    return f"maps_{position}"
-
-
 def commit_shards(store: ShardStore, shards: Sequence[int], data: EvaluationData, methods: dict[str, SaliencyMethod],
                   forward: ForwardSettings, device: torch.device, evaluated: EvaluatedData, class_source: str,
                   progress: bool) -> None:
     """Classifies and explains the rows of ``shards`` (one pass over their batches) and commits each shard: its
     predictions, its explained pairs in ascending order and their maps (P, h, w) per method, on the CPU."""
-    rows = [row for k in shards for row in store.plan[k]]
-    results = classify_and_explain(data, rows, methods, forward, device, evaluated, class_source, progress)
-    for k in shards:
+    for k, batch_results in store.by_shard(shards, evaluated.batch_size, lambda rows: classify_and_explain(
+            data, rows, methods, forward, device, evaluated, class_source, progress)):
         predictions, pairs, maps = [], [], {name: [] for name in methods}
-        for _ in range(math.ceil(len(store.plan[k]) / evaluated.batch_size)):
-            batch_predictions, batch_pairs, batch_maps = next(results)
+        for batch_predictions, batch_pairs, batch_maps in batch_results:
             predictions += batch_predictions
             pairs += batch_pairs
             for name, chunk in batch_maps.items():
@@ -175,10 +169,9 @@ def commit_shards(store: ShardStore, shards: Sequence[int], data: EvaluationData
         else:  # no class of the shard explained (multi-label --pred): (0, h, w) maps keep the map size
             stacked = _empty_maps_like(data, store.plan[k][0], methods, device)
         order = sorted(range(len(pairs)), key=lambda i: pair_key(pairs[i], data.config["classes"]))
-        arrays = {_maps_key(position): stacked[name][order].numpy() for position, name in enumerate(methods)}
+        arrays = {maps_key(position): stacked[name][order].numpy() for position, name in enumerate(methods)}
         store.commit(k, {"predictions": predictions},
                      {"pairs": np.asarray([pairs[i] for i in order], dtype=np.int64).reshape(-1, 2), **arrays})
-    next(results, None)  # ends the pass, so that its progress counts the last batch
 
 
 def read_shards(store: ShardStore) -> tuple[list[dict], list[list[Pair]]]:
@@ -303,7 +296,7 @@ def localization(data: EvaluationData, store: ShardStore, shard_pairs: Sequence[
     for k, pairs in enumerate(shard_pairs):
         if not pairs:
             continue
-        maps = {name: torch.from_numpy(store.array(k, _maps_key(position))) for position, name in enumerate(names)}
+        maps = {name: torch.from_numpy(store.array(k, maps_key(position))) for position, name in enumerate(names)}
         for start in range(0, len(pairs), _MASK_CHUNK):
             chunk = pairs[start:start + _MASK_CHUNK]
             block_masks = masks.load([row for row, _ in chunk], [label for _, label in chunk], data.imsize,
@@ -351,7 +344,7 @@ def _write_outputs(folder: EvaluationFolder, report_path: Path, report: dict, da
                              _prediction_fields(data.task, class_names))
     indices, targets = [row for row, _ in pairs], [label for _, label in pairs]
     for position, (name, shape) in enumerate(shapes.items()):
-        maps = StreamedArray(np.float32, (len(pairs), *shape), store.arrays(_maps_key(position)))
+        maps = StreamedArray(np.float32, (len(pairs), *shape), store.arrays(maps_key(position)))
         folder.save_maps(name, maps, indices, targets, class_source, identity)
     count = min(n_overlays, len(pairs))
     if count > 0 and shapes:
@@ -368,7 +361,7 @@ def _write_outputs(folder: EvaluationFolder, report_path: Path, report: dict, da
 def _first_maps(store: ShardStore, position: int, count: int) -> torch.Tensor:
     """The first ``count`` maps of a method, from as many shards as they take."""
     chunks, held = [], 0
-    for chunk in store.arrays(_maps_key(position)):
+    for chunk in store.arrays(maps_key(position)):
         if held >= count:
             break
         chunks.append(torch.from_numpy(chunk[:count - held]))

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import sys
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch.distributed as dist
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .settings import EvaluatedData
 
 DEFAULT_SHARD_BATCHES = 8
+BatchResult = TypeVar("BatchResult")
 _SHARD = re.compile(r"shard_(\d{6})\.npz")
 _FINGERPRINT, _ROWS, _CONTENT, _PACKED = "fingerprint", "rows", "content", "packed_"
 
@@ -44,6 +46,11 @@ def plan_shards(rows: Sequence[int], batch_size: int, shard_batches: int) -> lis
     """The rows of each shard: ``shard_batches`` batches of ``batch_size`` rows, in order."""
     size = batch_size * shard_batches
     return [list(rows[start:start + size]) for start in range(0, len(rows), size)]
+
+
+def maps_key(position: int) -> str:
+    """The name, in a shard, of the maps of the ``position``-th method."""
+    return f"maps_{position}"
 
 
 def rows_digest(rows: Sequence[Any]) -> str:
@@ -147,16 +154,21 @@ class ShardStore:
                 found[int(match.group(1))] = path
         return dict(sorted(found.items()))
 
+    def by_shard(self, shards: Sequence[int], batch_size: int,
+                 compute: Callable[[list[int]], Iterator[BatchResult]]) -> Iterator[tuple[int, list[BatchResult]]]:
+        """One pass of ``compute`` (one result per batch of ``batch_size`` rows) over the rows of ``shards``, its
+        results grouped by shard: (k, the results of shard k's batches)."""
+        results = compute([row for k in shards for row in self.plan[k]])
+        for k in shards:
+            yield k, [next(results) for _ in range(math.ceil(len(self.plan[k]) / batch_size))]
+        next(results, None)  # ends the pass, so that its progress counts the last batch
+
     def committed(self) -> list[int]:
         """The committed shards, each checked: readable, made by this evaluation, of the planned rows (else one
         line naming the file)."""
         found = self._found()
         for k, path in found.items():
-            with self._open(path) as data:
-                try:
-                    saved, rows = json.loads(str(data[_FINGERPRINT])), data[_ROWS].tolist()
-                except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-                    raise self._unreadable(path, error) from None
+            saved, rows = self._read(path, lambda data: (json.loads(str(data[_FINGERPRINT])), data[_ROWS].tolist()))
             differences = fingerprint_differences(saved, self.fingerprint)
             if differences:
                 raise ValueError(f"--resume: {path} was committed by another evaluation ({'; '.join(differences)}); "
@@ -199,33 +211,27 @@ class ShardStore:
 
     def content(self, k: int) -> Any:
         """Shard ``k``'s content, as committed."""
-        with self._open(self.file(k)) as data:
-            try:
-                packed = {name: data[name] for name in data.files if name.startswith(_PACKED)}
-                return unpack(json.loads(str(data[_CONTENT])), packed)
-            except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-                raise self._unreadable(self.file(k), error) from None
+        return self._read(self.file(k), lambda data: unpack(
+            json.loads(str(data[_CONTENT])), {name: data[name] for name in data.files if name.startswith(_PACKED)}))
 
     def array(self, k: int, name: str) -> np.ndarray:
         """One named array of shard ``k``."""
-        with self._open(self.file(k)) as data:
-            try:
-                return data[name]
-            except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-                raise self._unreadable(self.file(k), error) from None
+        return self._read(self.file(k), lambda data: data[name])
 
     def arrays(self, name: str) -> Iterator[np.ndarray]:
         """The array ``name`` of every shard, in order (one shard's at a time)."""
         for k in range(len(self.plan)):
             yield self.array(k, name)
 
-    def _open(self, path: Path):
+    def _read(self, path: Path, read: Callable[[np.lib.npyio.NpzFile], Any]) -> Any:
+        """``read`` of shard file ``path``; a missing file, or one that cannot be read, is one line naming it."""
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: a shard committed by another rank must be visible here (put "
                                     f"--store_dir on a file system every rank shares)")
         try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile) as error:
+            with np.load(path, allow_pickle=False) as data:
+                return read(data)
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
             raise self._unreadable(path, error) from None
 
     @staticmethod
