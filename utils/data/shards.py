@@ -155,10 +155,12 @@ def _parse_class(path: Path, key: str, text: str, num_classes: Optional[int]) ->
     return label
 
 
-def _check_class(path: Path, key: str, label: int, num_classes: Optional[int]) -> None:
+def _check_class(path: Path, key: str, label: int, num_classes: Optional[int], origin: Optional[str] = None) -> None:
+    """One line naming the shard and the key where ``label`` is negative or not below ``num_classes`` (which
+    ``origin`` sets: ``--classes`` unless named)."""
     if label < 0 or (num_classes is not None and label >= num_classes):
         raise ValueError(f"{path}: {key}.{LABEL_EXTENSION}: class {label} is outside [0, {num_classes}) for "
-                         f"--classes {num_classes}" if label >= 0 else
+                         f"{origin or f'--classes {num_classes}'}" if label >= 0 else
                          f"{path}: {key}.{LABEL_EXTENSION}: class {label} is negative")
 
 
@@ -234,6 +236,4 @@ class ShardDataset(ImageDataset):
     def check_labels(self, num_classes: int, classes_origin: str) -> None:
         for row, label in enumerate(self.targets):
             if label >= num_classes:
-                path, key = self.locate(row)
-                raise ValueError(f"{path}: {key}.{LABEL_EXTENSION}: class {label} is outside [0, {num_classes}) for "
-                                 f"{classes_origin}")
+                _check_class(*self.locate(row), label, num_classes, classes_origin)
